@@ -1,0 +1,54 @@
+//! Polis wire protocol: messages, framing codec and handshake rules; no I/O.
+//!
+//! This crate contains no networking code, spawns no tasks and reads no clock:
+//! callers feed it bytes and get messages, or give it messages and get bytes.
+//! The QUIC edge (`polis-net`) and the tests drive it.
+//!
+//! # Shape of a conversation
+//! A client opens one bidirectional QUIC stream and sends a [`Hello`] frame
+//! (protocol version, role, token). The server answers [`HelloReply`]: a
+//! [`Welcome`] or a [`Rejection`] with its reason. After a welcome:
+//! - a **gateway** sends [`GatewayToServer::Batch`] frames, each a
+//!   [`ReadingBatch`] with a sequence number; the server answers each batch
+//!   with a [`BatchAck`] once the batch has been applied to the twin, listing an
+//!   outcome for every reading that was not accepted;
+//! - a **viewer** sends [`ViewerToServer::Subscribe`] (again whenever its area
+//!   or layers change) and receives a [`Snapshot`] of the area, possibly in
+//!   several parts, then an [`Update`] per tick with changed values and the
+//!   assets and sensors entering and leaving the area.
+//!
+//! Either side may send a typed [`ProtocolError`] before closing.
+//!
+//! Every frame is a 4-byte little-endian length followed by that many bytes of
+//! [postcard](https://docs.rs/postcard)-encoded message, at most
+//! [`MAX_FRAME_BYTES`].
+
+mod codec;
+mod handshake;
+mod messages;
+mod vocab;
+
+pub use codec::{
+    DecodeError, EncodeError, FRAME_HEADER_BYTES, FrameDecoder, decode_payload, encode_frame,
+};
+pub use handshake::{TokenLookup, check_hello};
+pub use messages::{
+    AssetInfo, BatchAck, ErrorCode, GatewayToServer, Geometry, Hello, HelloReply, NotAccepted,
+    ProtocolError, Quality, Reading, ReadingBatch, ReadingOutcome, Rejection, SensorInfo,
+    ServerToGateway, ServerToViewer, Snapshot, Subscribe, Update, ValueUpdate, ViewerToServer,
+    Welcome,
+};
+pub use vocab::{AssetKind, Domain, GeoBox, GeometryClass, Georeference, Role};
+
+/// The protocol version this crate speaks. A server refuses other versions.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// ALPN identifier negotiated by TLS; includes the protocol generation.
+pub const ALPN: &[u8] = b"polis/1";
+
+/// Largest frame payload either side accepts, in bytes (1 MiB). Larger frames
+/// are refused before any allocation.
+pub const MAX_FRAME_BYTES: usize = 1 << 20;
+
+/// Most readings a single batch may carry.
+pub const MAX_READINGS_PER_BATCH: usize = 10_000;

@@ -1,0 +1,355 @@
+//! Message types of the wire protocol.
+//!
+//! Enums are encoded by variant index: new variants are appended only, and any
+//! other change bumps [`crate::PROTOCOL_VERSION`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::vocab::{AssetKind, Domain, GeoBox, Georeference, Role};
+
+/// First frame of every connection, client to server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The protocol version the client speaks.
+    pub protocol_version: u16,
+    /// The role the client asks for; the token must grant it.
+    pub role: Role,
+    /// The secret token from the server's configuration.
+    pub token: String,
+    /// Free-form client name and version, for the server's logs.
+    pub client: String,
+}
+
+/// The server's answer to a [`Hello`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum HelloReply {
+    /// The connection is accepted in the requested role.
+    Welcome(Welcome),
+    /// The connection is refused; the server closes it after this frame.
+    Rejected(Rejection),
+}
+
+/// What a client learns on acceptance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The server's protocol version (equal to the client's).
+    pub protocol_version: u16,
+    /// Server name and version.
+    pub server: String,
+    /// Name of the scene being served.
+    pub scene_name: String,
+    /// Where the scene's local east/north/up metres sit on the Earth.
+    pub georeference: Georeference,
+    /// Largest frame the server accepts, bytes.
+    pub max_frame_bytes: u32,
+    /// Most readings the server accepts in one batch.
+    pub max_readings_per_batch: u32,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    /// Client and server speak different protocol versions.
+    VersionMismatch {
+        /// The version the server speaks.
+        server: u16,
+        /// The version the client asked for.
+        client: u16,
+    },
+    /// The token is not known to the server.
+    UnknownToken,
+    /// The token is valid but does not grant the requested role.
+    RoleNotAllowed {
+        /// The role the client asked for.
+        requested: Role,
+    },
+    /// The server is at its connection limit; try again later.
+    ServerBusy,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::VersionMismatch { server, client } => write!(
+                f,
+                "protocol version mismatch: server speaks {server}, client speaks {client}"
+            ),
+            Rejection::UnknownToken => write!(f, "unknown token"),
+            Rejection::RoleNotAllowed { requested } => write!(
+                f,
+                "the token does not grant the role `{}`",
+                requested.as_str()
+            ),
+            Rejection::ServerBusy => write!(f, "server busy: connection limit reached"),
+        }
+    }
+}
+
+/// Data quality a gateway may attach to a reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quality {
+    /// Measured and plausible.
+    Good,
+    /// Measured, but the device flags it as doubtful (e.g. estimated).
+    Uncertain,
+    /// The device flags it as wrong (e.g. sensor fault).
+    Bad,
+}
+
+/// One sensor reading as a gateway sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    /// The sensor's stable string id from the scene.
+    pub sensor: String,
+    /// Device timestamp: milliseconds since the Unix epoch, UTC.
+    pub device_time_ms: i64,
+    /// The measured value, in the sensor's unit.
+    pub value: f64,
+    /// Optional quality flag.
+    pub quality: Option<Quality>,
+}
+
+/// A batch of readings, acknowledged as a whole by its sequence number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadingBatch {
+    /// Gateway-chosen sequence number, echoed in the [`BatchAck`].
+    pub seq: u64,
+    /// The readings, at most [`crate::MAX_READINGS_PER_BATCH`].
+    pub readings: Vec<Reading>,
+}
+
+/// Frames a gateway sends after the handshake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum GatewayToServer {
+    /// Readings to apply.
+    Batch(ReadingBatch),
+}
+
+/// Why a single reading was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ReadingOutcome {
+    /// Counted, but older than the sensor's latest reading, which stays.
+    Stale,
+    /// Identical to the reading already held (same time and value): idempotent.
+    Duplicate,
+    /// Refused: no sensor with this id in the scene.
+    UnknownSensor,
+    /// Refused: the value is NaN or infinite.
+    NonFiniteValue,
+    /// Refused: same device time as the reading held, but a different value.
+    ConflictingValue,
+}
+
+impl ReadingOutcome {
+    /// True for outcomes that refuse the reading (as opposed to stale or
+    /// duplicate readings, which are valid but change nothing).
+    pub fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            ReadingOutcome::UnknownSensor
+                | ReadingOutcome::NonFiniteValue
+                | ReadingOutcome::ConflictingValue
+        )
+    }
+
+    /// A short human-readable reason.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ReadingOutcome::Stale => "stale: older than the sensor's latest reading",
+            ReadingOutcome::Duplicate => "duplicate of the reading already held",
+            ReadingOutcome::UnknownSensor => "unknown sensor id",
+            ReadingOutcome::NonFiniteValue => "value is not a finite number",
+            ReadingOutcome::ConflictingValue => "conflicting value for a device time already held",
+        }
+    }
+}
+
+/// The outcome of one reading that was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotAccepted {
+    /// Index of the reading within its batch.
+    pub index: u32,
+    /// What happened to it.
+    pub outcome: ReadingOutcome,
+}
+
+/// Acknowledgement of a batch, sent once every reading has been applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchAck {
+    /// The batch's sequence number.
+    pub seq: u64,
+    /// How many readings became their sensor's latest value.
+    pub accepted: u32,
+    /// Every reading that was not accepted, in batch order.
+    pub not_accepted: Vec<NotAccepted>,
+}
+
+/// Frames the server sends to a gateway after the handshake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServerToGateway {
+    /// A batch was applied.
+    Ack(BatchAck),
+    /// The server refuses what the gateway sent; it may close afterwards.
+    Error(ProtocolError),
+}
+
+/// A viewer's area of interest; sending it again replaces the previous one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscribe {
+    /// Client-chosen id, echoed in the snapshot that answers this subscription.
+    pub subscription: u32,
+    /// The area, WGS84 degrees.
+    pub area: GeoBox,
+    /// Layers to receive; empty means all. Buildings come with every layer.
+    pub layers: Vec<Domain>,
+}
+
+/// Frames a viewer sends after the handshake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ViewerToServer {
+    /// Set or replace the area of interest.
+    Subscribe(Subscribe),
+}
+
+/// Geometry of an asset, in the scene's local east/north/up metres.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Geometry {
+    /// Footprint polygon (east, north), extruded by the asset's height.
+    Footprint(Vec<[f32; 2]>),
+    /// Polyline (east, north).
+    Line(Vec<[f32; 2]>),
+    /// A point (east, north, up).
+    Point([f32; 3]),
+}
+
+/// An asset as a viewer needs it to draw and label it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssetInfo {
+    /// Server-assigned compact handle, stable for the server's lifetime.
+    pub handle: u32,
+    /// Stable string id from the scene.
+    pub id: String,
+    /// What the asset is.
+    pub kind: AssetKind,
+    /// Shape in local metres.
+    pub geometry: Geometry,
+    /// Height above ground, metres (buildings).
+    pub height_m: Option<f32>,
+    /// Attributes from the scene (name, usage, class, …), sorted by key.
+    pub attributes: Vec<(String, String)>,
+}
+
+/// A sensor as a viewer needs it, with its latest value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SensorInfo {
+    /// Server-assigned compact handle used by [`ValueUpdate`].
+    pub handle: u32,
+    /// Stable string id from the scene.
+    pub id: String,
+    /// The sensor's domain (layer).
+    pub domain: Domain,
+    /// What it measures, e.g. `active_power`.
+    pub quantity: String,
+    /// Unit of its values, e.g. `kW`.
+    pub unit: String,
+    /// Position in local east/north/up metres.
+    pub position_enu_m: [f32; 3],
+    /// Handle of the asset it belongs to, if any.
+    pub asset: Option<u32>,
+    /// Whether readings concern a household or a person.
+    pub personal: bool,
+    /// Latest reading by device time, if any was received.
+    pub latest: Option<ValueUpdate>,
+}
+
+/// The latest value of one sensor.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ValueUpdate {
+    /// Sensor handle from [`SensorInfo::handle`].
+    pub sensor: u32,
+    /// Device timestamp of the reading, ms since the Unix epoch, UTC.
+    pub device_time_ms: i64,
+    /// The value in the sensor's unit.
+    pub value: f64,
+}
+
+/// The full state of a viewer's area after a [`Subscribe`]; large areas come
+/// in several parts, the last with `complete` set. A viewer replaces its
+/// whole state with the parts of a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The subscription this snapshot answers.
+    pub subscription: u32,
+    /// Zero-based part number.
+    pub part: u32,
+    /// True on the last part.
+    pub complete: bool,
+    /// Assets in the area (in this part).
+    pub assets: Vec<AssetInfo>,
+    /// Sensors in the area (in this part), each with its latest value.
+    pub sensors: Vec<SensorInfo>,
+}
+
+/// Changes to a viewer's area since the previous frame; values coalesce, so
+/// only each sensor's latest value is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Update {
+    /// Server tick that produced the newest change in this update.
+    pub tick: u64,
+    /// Assets that entered the area.
+    pub entered_assets: Vec<AssetInfo>,
+    /// Sensors that entered the area, with their latest value.
+    pub entered_sensors: Vec<SensorInfo>,
+    /// Handles of assets that left the area.
+    pub left_assets: Vec<u32>,
+    /// Handles of sensors that left the area.
+    pub left_sensors: Vec<u32>,
+    /// New latest values of sensors in the area.
+    pub values: Vec<ValueUpdate>,
+}
+
+/// Frames the server sends to a viewer after the handshake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServerToViewer {
+    /// State of the area after a subscription.
+    Snapshot(Snapshot),
+    /// Changes since the last frame.
+    Update(Update),
+    /// The server refuses what the viewer sent; it may close afterwards.
+    Error(ProtocolError),
+}
+
+/// Kinds of protocol errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// A frame could not be decoded.
+    MalformedFrame,
+    /// A frame exceeded [`crate::MAX_FRAME_BYTES`].
+    FrameTooLarge,
+    /// A well-formed message that is not allowed here (e.g. a viewer pushing).
+    UnexpectedMessage,
+    /// A batch held more than [`crate::MAX_READINGS_PER_BATCH`] readings.
+    BatchTooLarge,
+    /// A subscription's area is not a valid WGS84 box.
+    InvalidArea,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+/// A typed error with a human-readable detail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtocolError {
+    /// What went wrong.
+    pub code: ErrorCode,
+    /// Details for logs and users.
+    pub detail: String,
+}
+
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.detail)
+    }
+}
+
+impl std::error::Error for ProtocolError {}

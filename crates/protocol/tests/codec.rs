@@ -1,0 +1,250 @@
+//! Golden bytes and the framing rules. A change to any golden vector is a
+//! wire-format change: bump `PROTOCOL_VERSION` and say so in the changelog.
+
+use polis_protocol::*;
+
+fn frame<T: serde::Serialize>(message: &T) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    encode_frame(message, &mut bytes).expect("encodes");
+    bytes
+}
+
+#[test]
+fn hello_golden_bytes() {
+    let hello = Hello {
+        protocol_version: 1,
+        role: Role::Gateway,
+        token: "abc".into(),
+        client: "t".into(),
+    };
+    assert_eq!(
+        frame(&hello),
+        [8, 0, 0, 0, 1, 0, 3, b'a', b'b', b'c', 1, b't'],
+        "length 8; version varint 1; role index 0; token len 3 + bytes; client len 1 + byte"
+    );
+}
+
+#[test]
+fn batch_golden_bytes() {
+    let batch = GatewayToServer::Batch(ReadingBatch {
+        seq: 300,
+        readings: vec![Reading {
+            sensor: "m1".into(),
+            device_time_ms: -1,
+            value: 1.5,
+            quality: Some(Quality::Uncertain),
+        }],
+    });
+    assert_eq!(
+        frame(&batch),
+        [
+            18, 0, 0, 0, // length
+            0, // variant Batch
+            0xac, 0x02, // seq 300 varint
+            1,    // one reading
+            2, b'm', b'1', // sensor id
+            1,    // time -1 zigzag
+            0, 0, 0, 0, 0, 0, 0xf8, 0x3f, // 1.5 f64 LE
+            1, 1, // Some(Uncertain)
+        ]
+    );
+}
+
+#[test]
+fn ack_golden_bytes() {
+    let ack = ServerToGateway::Ack(BatchAck {
+        seq: 2,
+        accepted: 5,
+        not_accepted: vec![NotAccepted {
+            index: 3,
+            outcome: ReadingOutcome::UnknownSensor,
+        }],
+    });
+    assert_eq!(frame(&ack), [6, 0, 0, 0, 0, 2, 5, 1, 3, 2]);
+}
+
+#[test]
+fn update_golden_bytes() {
+    let update = ServerToViewer::Update(Update {
+        tick: 9,
+        entered_assets: vec![],
+        entered_sensors: vec![],
+        left_assets: vec![4],
+        left_sensors: vec![],
+        values: vec![ValueUpdate {
+            sensor: 1,
+            device_time_ms: 1000,
+            value: 2.0,
+        }],
+    });
+    assert_eq!(
+        frame(&update),
+        [
+            19, 0, 0, 0, // length
+            1, // variant Update
+            9, // tick
+            0, 0, // no entered assets or sensors
+            1, 4, // one left asset, handle 4
+            0, // no left sensors
+            1, 1, // one value, sensor 1
+            0xd0, 0x0f, // time 1000 zigzag = 2000 varint
+            0, 0, 0, 0, 0, 0, 0, 0x40, // 2.0 f64 LE
+        ]
+    );
+}
+
+#[test]
+fn oversized_header_is_refused_before_buffering() {
+    let mut decoder = FrameDecoder::default();
+    let announced = u32::try_from(MAX_FRAME_BYTES + 1).expect("fits");
+    decoder.push(&announced.to_le_bytes());
+    assert_eq!(
+        decoder.next_payload(),
+        Err(DecodeError::TooLarge {
+            len_bytes: MAX_FRAME_BYTES + 1,
+            max_bytes: MAX_FRAME_BYTES
+        })
+    );
+}
+
+#[test]
+fn oversized_message_is_not_encoded() {
+    let batch = GatewayToServer::Batch(ReadingBatch {
+        seq: 0,
+        readings: vec![
+            Reading {
+                sensor: "x".repeat(1000),
+                device_time_ms: 0,
+                value: 0.0,
+                quality: None,
+            };
+            1100
+        ],
+    });
+    let mut out = vec![1, 2, 3];
+    assert!(matches!(
+        encode_frame(&batch, &mut out),
+        Err(EncodeError::TooLarge { .. })
+    ));
+    assert_eq!(out, [1, 2, 3], "output untouched on error");
+}
+
+#[test]
+fn trailing_bytes_and_garbage_are_malformed() {
+    let mut payload = frame(&Hello {
+        protocol_version: 1,
+        role: Role::Viewer,
+        token: String::new(),
+        client: String::new(),
+    })[FRAME_HEADER_BYTES..]
+        .to_vec();
+    payload.push(0);
+    assert_eq!(
+        decode_payload::<Hello>(&payload),
+        Err(DecodeError::TrailingBytes(1))
+    );
+    assert!(matches!(
+        decode_payload::<Hello>(&[0xff, 0xff, 0xff]),
+        Err(DecodeError::Malformed(_))
+    ));
+    // Role index out of range.
+    assert!(matches!(
+        decode_payload::<Hello>(&[1, 9, 0, 0]),
+        Err(DecodeError::Malformed(_))
+    ));
+}
+
+#[test]
+fn decoder_yields_back_to_back_frames_in_order() {
+    let mut bytes = Vec::new();
+    for seq in 0..100u64 {
+        encode_frame(
+            &GatewayToServer::Batch(ReadingBatch {
+                seq,
+                readings: vec![],
+            }),
+            &mut bytes,
+        )
+        .expect("encodes");
+    }
+    let mut decoder = FrameDecoder::default();
+    let mut seen = Vec::new();
+    for chunk in bytes.chunks(7) {
+        decoder.push(chunk);
+        while let Some(GatewayToServer::Batch(batch)) =
+            decoder.next_message::<GatewayToServer>().expect("decodes")
+        {
+            seen.push(batch.seq);
+        }
+    }
+    assert_eq!(seen, (0..100).collect::<Vec<_>>());
+}
+
+fn lookup(token: &str) -> Option<Role> {
+    match token {
+        "gw" => Some(Role::Gateway),
+        "view" => Some(Role::Viewer),
+        _ => None,
+    }
+}
+
+fn hello(version: u16, role: Role, token: &str) -> Hello {
+    Hello {
+        protocol_version: version,
+        role,
+        token: token.into(),
+        client: "test".into(),
+    }
+}
+
+#[test]
+fn handshake_accepts_matching_token_and_role() {
+    assert_eq!(
+        check_hello(&hello(PROTOCOL_VERSION, Role::Gateway, "gw"), &lookup),
+        Ok(Role::Gateway)
+    );
+    assert_eq!(
+        check_hello(&hello(PROTOCOL_VERSION, Role::Viewer, "view"), &lookup),
+        Ok(Role::Viewer)
+    );
+}
+
+#[test]
+fn handshake_rejects_with_reasons() {
+    assert_eq!(
+        check_hello(&hello(PROTOCOL_VERSION + 1, Role::Gateway, "gw"), &lookup),
+        Err(Rejection::VersionMismatch {
+            server: PROTOCOL_VERSION,
+            client: PROTOCOL_VERSION + 1
+        })
+    );
+    assert_eq!(
+        check_hello(&hello(PROTOCOL_VERSION, Role::Gateway, "nope"), &lookup),
+        Err(Rejection::UnknownToken)
+    );
+    assert_eq!(
+        check_hello(&hello(PROTOCOL_VERSION, Role::Viewer, "gw"), &lookup),
+        Err(Rejection::RoleNotAllowed {
+            requested: Role::Viewer
+        })
+    );
+    assert_eq!(
+        check_hello(&hello(PROTOCOL_VERSION, Role::Gateway, "view"), &lookup),
+        Err(Rejection::RoleNotAllowed {
+            requested: Role::Gateway
+        })
+    );
+}
+
+#[test]
+fn georeference_roundtrips_within_a_millimetre() {
+    let georef = Georeference {
+        origin_lon_deg: 24.931,
+        origin_lat_deg: 60.169,
+    };
+    let [east_m, north_m] = georef.enu_from_lonlat(24.95, 60.175);
+    assert!((east_m - 1052.0).abs() < 5.0, "east {east_m}");
+    assert!((north_m - 667.2).abs() < 2.0, "north {north_m}");
+    let [lon, lat] = georef.lonlat_from_enu(east_m, north_m);
+    assert!((lon - 24.95).abs() < 1e-8 && (lat - 60.175).abs() < 1e-8);
+}
