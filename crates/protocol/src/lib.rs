@@ -25,6 +25,7 @@
 
 mod codec;
 mod handshake;
+mod mailbox;
 mod messages;
 mod vocab;
 
@@ -32,6 +33,7 @@ pub use codec::{
     DecodeError, EncodeError, FRAME_HEADER_BYTES, FrameDecoder, decode_payload, encode_frame,
 };
 pub use handshake::{TokenLookup, check_hello};
+pub use mailbox::{SharedMailbox, ViewerMailbox};
 pub use messages::{
     AssetInfo, BatchAck, ErrorCode, GatewayToServer, Geometry, Hello, HelloReply, NotAccepted,
     ProtocolError, Quality, Reading, ReadingBatch, ReadingOutcome, Rejection, SensorInfo,
