@@ -1,0 +1,227 @@
+//! The semantic rules of the scene format.
+
+use std::collections::HashMap;
+
+use polis_protocol::AssetKind;
+
+use crate::error::SceneProblem;
+use crate::model::{Asset, Geometry, Scene, field_name};
+
+/// Smallest footprint area accepted, square metres: anything smaller is a
+/// degenerate (collinear) polygon, not a building.
+const MIN_FOOTPRINT_AREA_M2: f64 = 1e-6;
+
+/// Every problem in `scene`, in document order. Assets whose index is in
+/// `geometry_reported` already had their geometry reported (none or several
+/// given) and are not checked for geometry again.
+pub(crate) fn problems(scene: &Scene, geometry_reported: &[usize]) -> Vec<SceneProblem> {
+    let mut out = Vec::new();
+
+    if scene.name.trim().is_empty() {
+        out.push(SceneProblem::new("name", "must not be empty"));
+    }
+
+    let geo = &scene.georeference;
+    if !(-180.0..=180.0).contains(&geo.origin_lon_deg) {
+        out.push(SceneProblem::new(
+            "georeference.origin_lon_deg",
+            format!(
+                "must be within [-180, 180] degrees, found {}",
+                geo.origin_lon_deg
+            ),
+        ));
+    }
+    if !(-90.0..=90.0).contains(&geo.origin_lat_deg) {
+        out.push(SceneProblem::new(
+            "georeference.origin_lat_deg",
+            format!(
+                "must be within [-90, 90] degrees, found {}",
+                geo.origin_lat_deg
+            ),
+        ));
+    }
+
+    let mut asset_ids: HashMap<&str, usize> = HashMap::new();
+    for (index, asset) in scene.assets.iter().enumerate() {
+        let path = format!("assets[{index}]");
+        check_id(&asset.id, &path, "assets", index, &mut asset_ids, &mut out);
+        if !geometry_reported.contains(&index) {
+            check_geometry(asset, &path, &mut out);
+        }
+        check_height(asset, &path, &mut out);
+    }
+
+    let mut sensor_ids: HashMap<&str, usize> = HashMap::new();
+    for (index, sensor) in scene.sensors.iter().enumerate() {
+        let path = format!("sensors[{index}]");
+        check_id(
+            &sensor.id,
+            &path,
+            "sensors",
+            index,
+            &mut sensor_ids,
+            &mut out,
+        );
+        if sensor.quantity.trim().is_empty() {
+            out.push(SceneProblem::new(
+                format!("{path}.quantity"),
+                "must not be empty",
+            ));
+        }
+        if sensor.unit.trim().is_empty() {
+            out.push(SceneProblem::new(
+                format!("{path}.unit"),
+                "must not be empty",
+            ));
+        }
+        if !all_finite(&sensor.position_enu_m) {
+            out.push(SceneProblem::new(
+                format!("{path}.position_enu_m"),
+                "coordinates must be finite numbers",
+            ));
+        }
+        if let Some(asset) = &sensor.asset
+            && !asset_ids.contains_key(asset.as_str())
+        {
+            out.push(SceneProblem::new(
+                format!("{path}.asset"),
+                format!("unknown asset {asset:?}"),
+            ));
+        }
+    }
+
+    out
+}
+
+/// Non-empty and unique within its list (`section` is `assets` or `sensors`).
+fn check_id<'a>(
+    id: &'a str,
+    path: &str,
+    section: &str,
+    index: usize,
+    seen: &mut HashMap<&'a str, usize>,
+    out: &mut Vec<SceneProblem>,
+) {
+    if id.trim().is_empty() {
+        out.push(SceneProblem::new(format!("{path}.id"), "must not be empty"));
+    } else if let Some(first) = seen.get(id) {
+        out.push(SceneProblem::new(
+            format!("{path}.id"),
+            format!("duplicate id {id:?} (first used by {section}[{first}])"),
+        ));
+    } else {
+        seen.insert(id, index);
+    }
+}
+
+/// The geometry matches the kind, its coordinates are finite and its shape
+/// is not degenerate.
+fn check_geometry(asset: &Asset, path: &str, out: &mut Vec<SceneProblem>) {
+    let field = asset.geometry.field_name();
+    let path = format!("{path}.{field}");
+    let expected = asset.kind.geometry_class();
+    if asset.geometry.class() != expected {
+        out.push(SceneProblem::new(
+            path.clone(),
+            format!(
+                "a {} needs {}, not {field}",
+                asset.kind.as_str(),
+                field_name(expected)
+            ),
+        ));
+    }
+    match &asset.geometry {
+        Geometry::Point(point) => {
+            if !all_finite(point) {
+                out.push(SceneProblem::new(
+                    path,
+                    "coordinates must be finite numbers",
+                ));
+            }
+        }
+        Geometry::Footprint(points) | Geometry::Line(points) => {
+            let mut finite = true;
+            for (k, point) in points.iter().enumerate() {
+                if !all_finite(point) {
+                    finite = false;
+                    out.push(SceneProblem::new(
+                        format!("{path}[{k}]"),
+                        "coordinates must be finite numbers",
+                    ));
+                }
+            }
+            if !finite {
+                return;
+            }
+            let needed = match asset.geometry {
+                Geometry::Footprint(_) => 3,
+                _ => 2,
+            };
+            let distinct = count_distinct(points, needed);
+            if distinct < needed {
+                out.push(SceneProblem::new(
+                    path,
+                    format!("needs at least {needed} distinct points, found {distinct}"),
+                ));
+            } else if matches!(asset.geometry, Geometry::Footprint(_))
+                && polygon_area_m2(points).abs() < MIN_FOOTPRINT_AREA_M2
+            {
+                out.push(SceneProblem::new(
+                    path,
+                    "has zero area (all points on one line)",
+                ));
+            }
+        }
+    }
+}
+
+/// Finite and positive when given; required for buildings.
+fn check_height(asset: &Asset, path: &str, out: &mut Vec<SceneProblem>) {
+    match asset.height_m {
+        Some(h) if !(h.is_finite() && h > 0.0) => out.push(SceneProblem::new(
+            format!("{path}.height_m"),
+            format!("must be a finite number greater than 0, found {h}"),
+        )),
+        None if asset.kind == AssetKind::Building => out.push(SceneProblem::new(
+            format!("{path}.height_m"),
+            "required for a building",
+        )),
+        _ => {}
+    }
+}
+
+fn all_finite(values: &[f64]) -> bool {
+    values.iter().all(|v| v.is_finite())
+}
+
+/// Number of distinct points, counting no further than `cap`.
+fn count_distinct(points: &[[f64; 2]], cap: usize) -> usize {
+    let mut distinct: Vec<[f64; 2]> = Vec::with_capacity(cap);
+    for point in points {
+        if !distinct.contains(point) {
+            distinct.push(*point);
+            if distinct.len() >= cap {
+                break;
+            }
+        }
+    }
+    distinct.len()
+}
+
+/// Signed area of the implicitly closed ring (shoelace formula), relative to
+/// the first point to limit cancellation.
+fn polygon_area_m2(points: &[[f64; 2]]) -> f64 {
+    let Some(first) = points.first() else {
+        return 0.0;
+    };
+    let rel: Vec<[f64; 2]> = points
+        .iter()
+        .map(|p| [p[0] - first[0], p[1] - first[1]])
+        .collect();
+    let twice: f64 = rel
+        .iter()
+        .zip(rel.iter().cycle().skip(1))
+        .map(|(a, b)| a[0] * b[1] - b[0] * a[1])
+        .sum();
+    twice / 2.0
+}
