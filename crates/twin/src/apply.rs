@@ -1,0 +1,159 @@
+//! Applying gateway readings to the sensors' latest state.
+
+use bevy::prelude::*;
+use polis_protocol::{BatchAck, NotAccepted, Reading, ReadingOutcome};
+
+use crate::components::{LatestReading, SensorRecord, StoredReading};
+use crate::messages::{BatchApplied, IncomingBatch};
+use crate::spawn::SensorDirectory;
+
+/// Totals of readings since start, by outcome.
+#[derive(Resource, Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IngestCounters {
+    /// Every reading received, whatever its outcome.
+    pub received: u64,
+    /// Readings that became their sensor's latest value.
+    pub accepted: u64,
+    /// Readings older than the latest one (kept out, still counted).
+    pub stale: u64,
+    /// Exact repeats of the latest reading.
+    pub duplicate: u64,
+    /// Readings refused (unknown sensor, non-finite or conflicting value).
+    pub refused: u64,
+    /// Batches applied.
+    pub batches: u64,
+}
+
+/// Handles of sensors whose latest value changed this tick, in order.
+#[derive(Resource, Debug, Default)]
+pub(crate) struct ChangedSensors(pub(crate) Vec<u32>);
+
+/// Decides what a reading does to a sensor whose latest reading is `latest`:
+/// `None` means accepted (it becomes the latest).
+pub fn classify_reading(
+    latest: Option<&StoredReading>,
+    reading: &Reading,
+) -> Option<ReadingOutcome> {
+    if !reading.value.is_finite() {
+        return Some(ReadingOutcome::NonFiniteValue);
+    }
+    let latest = latest?;
+    match reading.device_time_ms.cmp(&latest.device_time_ms) {
+        std::cmp::Ordering::Greater => None,
+        std::cmp::Ordering::Less => Some(ReadingOutcome::Stale),
+        std::cmp::Ordering::Equal if reading.value.to_bits() == latest.value.to_bits() => {
+            Some(ReadingOutcome::Duplicate)
+        }
+        std::cmp::Ordering::Equal => Some(ReadingOutcome::ConflictingValue),
+    }
+}
+
+pub(crate) fn apply_readings(
+    mut incoming: MessageReader<IncomingBatch>,
+    mut applied: MessageWriter<BatchApplied>,
+    directory: Res<SensorDirectory>,
+    mut sensors: Query<(&SensorRecord, &mut LatestReading)>,
+    mut counters: ResMut<IngestCounters>,
+    mut changed: ResMut<ChangedSensors>,
+) {
+    for IncomingBatch { source, batch } in incoming.read() {
+        let mut accepted = 0u32;
+        let mut not_accepted = Vec::new();
+        for (index, reading) in (0u32..).zip(&batch.readings) {
+            counters.received += 1;
+            let sensor = directory
+                .by_id(&reading.sensor)
+                .and_then(|entity| sensors.get_mut(entity).ok());
+            let outcome = match sensor {
+                None => Some(ReadingOutcome::UnknownSensor),
+                Some((record, mut state)) => {
+                    state.received_count += 1;
+                    let outcome = classify_reading(state.latest.as_ref(), reading);
+                    if outcome.is_none() {
+                        state.latest = Some(StoredReading {
+                            device_time_ms: reading.device_time_ms,
+                            value: reading.value,
+                            quality: reading.quality,
+                        });
+                        changed.0.push(record.handle);
+                    }
+                    outcome
+                }
+            };
+            match outcome {
+                None => {
+                    accepted += 1;
+                    counters.accepted += 1;
+                }
+                Some(outcome) => {
+                    match outcome {
+                        ReadingOutcome::Stale => counters.stale += 1,
+                        ReadingOutcome::Duplicate => counters.duplicate += 1,
+                        _ => counters.refused += 1,
+                    }
+                    not_accepted.push(NotAccepted { index, outcome });
+                }
+            }
+        }
+        counters.batches += 1;
+        applied.write(BatchApplied {
+            source: *source,
+            ack: BatchAck {
+                seq: batch.seq,
+                accepted,
+                not_accepted,
+            },
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(device_time_ms: i64, value: f64) -> Reading {
+        Reading {
+            sensor: "s".into(),
+            device_time_ms,
+            value,
+            quality: None,
+        }
+    }
+
+    fn stored(device_time_ms: i64, value: f64) -> StoredReading {
+        StoredReading {
+            device_time_ms,
+            value,
+            quality: None,
+        }
+    }
+
+    #[test]
+    fn newer_readings_win_by_device_time() {
+        assert_eq!(classify_reading(None, &reading(5, 1.0)), None);
+        assert_eq!(
+            classify_reading(Some(&stored(5, 1.0)), &reading(6, 0.0)),
+            None
+        );
+        assert_eq!(
+            classify_reading(Some(&stored(5, 1.0)), &reading(4, 9.0)),
+            Some(ReadingOutcome::Stale)
+        );
+        assert_eq!(
+            classify_reading(Some(&stored(5, 1.0)), &reading(5, 1.0)),
+            Some(ReadingOutcome::Duplicate)
+        );
+        assert_eq!(
+            classify_reading(Some(&stored(5, 1.0)), &reading(5, 2.0)),
+            Some(ReadingOutcome::ConflictingValue)
+        );
+        assert_eq!(
+            classify_reading(None, &reading(5, f64::NAN)),
+            Some(ReadingOutcome::NonFiniteValue)
+        );
+        assert_eq!(
+            classify_reading(None, &reading(5, f64::INFINITY)),
+            Some(ReadingOutcome::NonFiniteValue)
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! Components of assets, sensors and viewers.
+
+use std::collections::HashSet;
+
+use bevy::prelude::*;
+use polis_protocol::{
+    AssetInfo, AssetKind, Domain, Geometry, Quality, SensorInfo, SharedMailbox, ValueUpdate,
+};
+
+use crate::messages::ViewerId;
+
+/// A physical asset of the city (building, pipe, stop, …).
+#[derive(Component, Debug, Clone)]
+pub struct AssetRecord {
+    /// Compact handle used on the wire.
+    pub handle: u32,
+    /// Stable id from the scene.
+    pub id: String,
+    /// What it is.
+    pub kind: AssetKind,
+    /// Shape in local east/north/up metres.
+    pub geometry_enu_m: Geometry,
+    /// Height above ground, metres.
+    pub height_m: Option<f32>,
+    /// Attributes from the scene, sorted by key.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl AssetRecord {
+    /// The asset as sent to viewers.
+    pub fn info(&self) -> AssetInfo {
+        AssetInfo {
+            handle: self.handle,
+            id: self.id.clone(),
+            kind: self.kind,
+            geometry: self.geometry_enu_m.clone(),
+            height_m: self.height_m,
+            attributes: self.attributes.clone(),
+        }
+    }
+}
+
+/// A sensor's fixed description.
+#[derive(Component, Debug, Clone)]
+pub struct SensorRecord {
+    /// Compact handle used on the wire.
+    pub handle: u32,
+    /// Stable id from the scene.
+    pub id: String,
+    /// Its domain (layer).
+    pub domain: Domain,
+    /// What it measures.
+    pub quantity: String,
+    /// Unit of its values.
+    pub unit: String,
+    /// Position in local east/north/up metres.
+    pub position_enu_m: Vec3,
+    /// Handle of the asset it belongs to.
+    pub asset: Option<u32>,
+    /// Whether its readings concern a household or a person.
+    pub personal: bool,
+}
+
+/// A reading as the twin keeps it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoredReading {
+    /// Device timestamp, ms since the Unix epoch, UTC.
+    pub device_time_ms: i64,
+    /// The value in the sensor's unit.
+    pub value: f64,
+    /// Quality flag, if the gateway sent one.
+    pub quality: Option<Quality>,
+}
+
+/// A sensor's latest reading by device time, and how many it received.
+#[derive(Component, Debug, Clone, Default)]
+pub struct LatestReading {
+    /// The newest reading by device time.
+    pub latest: Option<StoredReading>,
+    /// Readings received for this sensor, whatever their outcome.
+    pub received_count: u64,
+}
+
+impl SensorRecord {
+    /// The sensor as sent to viewers, with `latest` as its value.
+    pub fn info(&self, latest: &LatestReading) -> SensorInfo {
+        SensorInfo {
+            handle: self.handle,
+            id: self.id.clone(),
+            domain: self.domain,
+            quantity: self.quantity.clone(),
+            unit: self.unit.clone(),
+            position_enu_m: self.position_enu_m.to_array(),
+            asset: self.asset,
+            personal: self.personal,
+            latest: latest.latest.map(|r| self.value_update(&r)),
+        }
+    }
+
+    /// A value update for this sensor.
+    pub fn value_update(&self, reading: &StoredReading) -> ValueUpdate {
+        ValueUpdate {
+            sensor: self.handle,
+            device_time_ms: reading.device_time_ms,
+            value: reading.value,
+        }
+    }
+}
+
+/// A connected viewer and what it currently sees.
+#[derive(Component, Debug)]
+pub struct ViewerState {
+    /// The connection.
+    pub id: ViewerId,
+    /// Where its changes coalesce until the connection can send them.
+    pub mailbox: SharedMailbox,
+    /// The subscribed area in local east/north metres (min, max), once subscribed.
+    pub area_enu_m: Option<([f64; 2], [f64; 2])>,
+    /// Handles of the sensors it sees.
+    pub sensors: HashSet<u32>,
+    /// Handles of the assets it sees.
+    pub assets: HashSet<u32>,
+}

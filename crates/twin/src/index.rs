@@ -1,0 +1,86 @@
+//! The spatial index: which assets and sensors lie in an area.
+
+use bevy::prelude::*;
+use rstar::primitives::{GeomWithData, Rectangle};
+use rstar::{AABB, RTree};
+
+/// What an index entry points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ItemRef {
+    /// An asset handle.
+    Asset(u32),
+    /// A sensor handle.
+    Sensor(u32),
+}
+
+/// One entry of the index: the bounds of an item in local east/north metres.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexedItem(GeomWithData<Rectangle<[f64; 2]>, ItemRef>);
+
+impl IndexedItem {
+    /// An asset with bounds `min`..`max` (east, north metres).
+    pub fn asset(handle: u32, min: [f64; 2], max: [f64; 2]) -> Self {
+        Self(GeomWithData::new(
+            Rectangle::from_corners(min, max),
+            ItemRef::Asset(handle),
+        ))
+    }
+
+    /// A sensor with bounds `min`..`max` (east, north metres).
+    pub fn sensor(handle: u32, min: [f64; 2], max: [f64; 2]) -> Self {
+        Self(GeomWithData::new(
+            Rectangle::from_corners(min, max),
+            ItemRef::Sensor(handle),
+        ))
+    }
+
+    /// What the entry points at.
+    pub fn item(&self) -> ItemRef {
+        self.0.data
+    }
+}
+
+impl rstar::RTreeObject for IndexedItem {
+    type Envelope = AABB<[f64; 2]>;
+
+    fn envelope(&self) -> Self::Envelope {
+        self.0.envelope()
+    }
+}
+
+/// An R-tree over the bounds of every asset and sensor.
+#[derive(Resource, Debug)]
+pub struct SpatialIndex {
+    tree: RTree<IndexedItem>,
+}
+
+impl SpatialIndex {
+    /// Builds the index in one pass (much faster than inserting one by one).
+    pub fn bulk_load(items: Vec<IndexedItem>) -> Self {
+        Self {
+            tree: RTree::bulk_load(items),
+        }
+    }
+
+    /// Every item whose bounds intersect the box `min`..`max` (east, north
+    /// metres), unsorted.
+    pub fn items_in_area_unsorted(
+        &self,
+        min: [f64; 2],
+        max: [f64; 2],
+    ) -> impl Iterator<Item = ItemRef> + '_ {
+        self.tree
+            .locate_in_envelope_intersecting(AABB::from_corners(min, max))
+            .map(IndexedItem::item)
+    }
+
+    /// Number of indexed items.
+    pub fn len(&self) -> usize {
+        self.tree.size()
+    }
+
+    /// True when nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.tree.size() == 0
+    }
+}

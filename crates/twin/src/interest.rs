@@ -1,0 +1,257 @@
+//! Interest management: which viewer sees which assets and sensors, and
+//! publishing changed values to exactly those viewers.
+
+use std::collections::{HashMap, HashSet};
+
+use bevy::prelude::*;
+use polis_protocol::{Domain, ValueUpdate};
+use tracing::{debug, warn};
+
+use crate::TwinTick;
+use crate::components::{AssetRecord, LatestReading, SensorRecord, ViewerState};
+use crate::index::{ItemRef, SpatialIndex};
+use crate::messages::{ViewerConnected, ViewerDisconnected, ViewerId, ViewerSubscribed};
+use crate::spawn::{AssetDirectory, SensorDirectory, TwinInfo};
+
+/// For each sensor handle, the viewers that see it.
+#[derive(Resource, Debug, Default)]
+pub(crate) struct Watchers(Vec<Vec<Entity>>);
+
+impl Watchers {
+    fn add(&mut self, handle: u32, viewer: Entity) {
+        let slot = handle as usize;
+        if self.0.len() <= slot {
+            self.0.resize_with(slot + 1, Vec::new);
+        }
+        self.0[slot].push(viewer);
+    }
+
+    fn remove(&mut self, handle: u32, viewer: Entity) {
+        if let Some(list) = self.0.get_mut(handle as usize) {
+            list.retain(|&e| e != viewer);
+        }
+    }
+
+    fn of(&self, handle: u32) -> &[Entity] {
+        self.0.get(handle as usize).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Viewer entities by connection.
+#[derive(Resource, Debug, Default)]
+pub(crate) struct ViewerDirectory(HashMap<ViewerId, Entity>);
+
+/// A set of domains as bits; all set when a subscription names none.
+#[derive(Debug, Clone, Copy)]
+struct LayerMask(u8);
+
+impl LayerMask {
+    fn from_layers(layers: &[Domain]) -> Self {
+        if layers.is_empty() {
+            return LayerMask(u8::MAX);
+        }
+        LayerMask(layers.iter().fold(0, |bits, d| bits | (1 << *d as u8)))
+    }
+
+    fn contains(self, domain: Domain) -> bool {
+        self.0 & (1 << domain as u8) != 0
+    }
+}
+
+pub(crate) fn connect_viewers(
+    mut connected: MessageReader<ViewerConnected>,
+    mut directory: ResMut<ViewerDirectory>,
+    mut commands: Commands,
+) {
+    for ViewerConnected { viewer, mailbox } in connected.read() {
+        let entity = commands
+            .spawn(ViewerState {
+                id: *viewer,
+                mailbox: mailbox.clone(),
+                area_enu_m: None,
+                sensors: HashSet::new(),
+                assets: HashSet::new(),
+            })
+            .id();
+        if let Some(old) = directory.0.insert(*viewer, entity) {
+            warn!(
+                viewer = viewer.0,
+                "viewer id connected twice; replacing the old one"
+            );
+            commands.entity(old).despawn();
+        }
+    }
+}
+
+pub(crate) fn update_interest(
+    mut subscribed: MessageReader<ViewerSubscribed>,
+    directory: Res<ViewerDirectory>,
+    mut viewers: Query<&mut ViewerState>,
+    index: Res<SpatialIndex>,
+    info: Res<TwinInfo>,
+    sensor_directory: Res<SensorDirectory>,
+    asset_directory: Res<AssetDirectory>,
+    sensors: Query<(&SensorRecord, &LatestReading)>,
+    assets: Query<&AssetRecord>,
+    mut watchers: ResMut<Watchers>,
+    tick: Res<TwinTick>,
+) {
+    for ViewerSubscribed { viewer, subscribe } in subscribed.read() {
+        let Some(entity) = directory.0.get(viewer).copied() else {
+            debug!(
+                viewer = viewer.0,
+                "subscription from a viewer that already left"
+            );
+            continue;
+        };
+        let Ok(mut state) = viewers.get_mut(entity) else {
+            continue;
+        };
+        let area = subscribe.area;
+        let georef = info.georeference;
+        let [west_m, south_m] = georef.enu_from_lonlat(area.lon_min_deg, area.lat_min_deg);
+        let [east_m, north_m] = georef.enu_from_lonlat(area.lon_max_deg, area.lat_max_deg);
+        let (min, max) = ([west_m, south_m], [east_m, north_m]);
+        let layers = LayerMask::from_layers(&subscribe.layers);
+
+        let mut new_sensors = HashSet::new();
+        let mut new_assets = HashSet::new();
+        for item in index.items_in_area_unsorted(min, max) {
+            match item {
+                ItemRef::Sensor(handle) => {
+                    let visible = sensor_directory
+                        .by_handle(handle)
+                        .and_then(|e| sensors.get(e).ok())
+                        .is_some_and(|(record, _)| layers.contains(record.domain));
+                    if visible {
+                        new_sensors.insert(handle);
+                    }
+                }
+                ItemRef::Asset(handle) => {
+                    let visible = asset_directory
+                        .by_handle(handle)
+                        .and_then(|e| assets.get(e).ok())
+                        .is_some_and(|record| {
+                            record.kind.domain().is_none_or(|d| layers.contains(d))
+                        });
+                    if visible {
+                        new_assets.insert(handle);
+                    }
+                }
+            }
+        }
+
+        let first = state.area_enu_m.is_none();
+        let state = &mut *state;
+        state.mailbox.update(|mailbox| {
+            if first {
+                mailbox.begin_snapshot(subscribe.subscription);
+            }
+            mailbox.set_tick(tick.0);
+            for &handle in state.assets.difference(&new_assets) {
+                mailbox.leave_asset(handle);
+            }
+            for &handle in new_assets.difference(&state.assets) {
+                if let Some(record) = asset_directory
+                    .by_handle(handle)
+                    .and_then(|e| assets.get(e).ok())
+                {
+                    mailbox.enter_asset(record.info());
+                }
+            }
+            for &handle in state.sensors.difference(&new_sensors) {
+                mailbox.leave_sensor(handle);
+                watchers.remove(handle, entity);
+            }
+            for &handle in new_sensors.difference(&state.sensors) {
+                if let Some((record, latest)) = sensor_directory
+                    .by_handle(handle)
+                    .and_then(|e| sensors.get(e).ok())
+                {
+                    mailbox.enter_sensor(record.info(latest));
+                    watchers.add(handle, entity);
+                }
+            }
+        });
+        debug!(
+            viewer = viewer.0,
+            sensors = new_sensors.len(),
+            assets = new_assets.len(),
+            "viewer subscribed"
+        );
+        state.area_enu_m = Some((min, max));
+        state.sensors = new_sensors;
+        state.assets = new_assets;
+    }
+}
+
+pub(crate) fn disconnect_viewers(
+    mut disconnected: MessageReader<ViewerDisconnected>,
+    mut directory: ResMut<ViewerDirectory>,
+    viewers: Query<&ViewerState>,
+    mut watchers: ResMut<Watchers>,
+    mut commands: Commands,
+) {
+    for ViewerDisconnected { viewer } in disconnected.read() {
+        let Some(entity) = directory.0.remove(viewer) else {
+            continue;
+        };
+        if let Ok(state) = viewers.get(entity) {
+            for &handle in &state.sensors {
+                watchers.remove(handle, entity);
+            }
+        }
+        commands.entity(entity).despawn();
+    }
+}
+
+pub(crate) fn publish_values(
+    mut changed: ResMut<crate::apply::ChangedSensors>,
+    watchers: Res<Watchers>,
+    sensor_directory: Res<SensorDirectory>,
+    sensors: Query<(&SensorRecord, &LatestReading)>,
+    viewers: Query<&ViewerState>,
+    tick: Res<TwinTick>,
+    mut per_viewer: Local<HashMap<Entity, Vec<ValueUpdate>>>,
+) {
+    if changed.0.is_empty() {
+        return;
+    }
+    changed.0.sort_unstable();
+    changed.0.dedup();
+    for handle in changed.0.drain(..) {
+        let viewers_of = watchers.of(handle);
+        if viewers_of.is_empty() {
+            continue;
+        }
+        let Some((record, latest)) = sensor_directory
+            .by_handle(handle)
+            .and_then(|e| sensors.get(e).ok())
+        else {
+            continue;
+        };
+        let Some(reading) = latest.latest else {
+            continue;
+        };
+        let update = record.value_update(&reading);
+        for viewer in viewers_of {
+            per_viewer.entry(*viewer).or_default().push(update);
+        }
+    }
+    for (viewer, values) in per_viewer.iter_mut() {
+        if values.is_empty() {
+            continue;
+        }
+        if let Ok(state) = viewers.get(*viewer) {
+            state.mailbox.update(|mailbox| {
+                mailbox.set_tick(tick.0);
+                for value in values.drain(..) {
+                    mailbox.value(value);
+                }
+            });
+        }
+        values.clear();
+    }
+    // Forget viewers that are gone, keep the buffers of the others.
+    per_viewer.retain(|viewer, _| viewers.contains(*viewer));
+}

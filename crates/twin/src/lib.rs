@@ -1,0 +1,102 @@
+//! The city twin as a Bevy plugin: assets, sensors, latest readings, spatial index and interest management.
+//!
+//! The twin does no I/O. Transports (see `polis-net` and the server's bridge)
+//! write [`IncomingBatch`] and viewer messages before [`TwinSystems::Apply`],
+//! read [`BatchApplied`] after it, and drain each viewer's
+//! [`polis_protocol::SharedMailbox`] whenever their connection can send.
+//!
+//! Per sensor the twin keeps the latest reading by *device* time: an older
+//! reading never replaces a newer one, an identical one is a no-op, and an
+//! unknown sensor id is refused with a reason.
+
+mod apply;
+mod components;
+mod index;
+mod interest;
+mod messages;
+mod spawn;
+
+use bevy::prelude::*;
+use polis_scene::Scene;
+
+pub use apply::{IngestCounters, classify_reading};
+pub use components::{AssetRecord, LatestReading, SensorRecord, StoredReading, ViewerState};
+pub use index::{IndexedItem, SpatialIndex};
+pub use messages::{
+    BatchApplied, GatewayId, IncomingBatch, ViewerConnected, ViewerDisconnected, ViewerId,
+    ViewerSubscribed,
+};
+pub use spawn::{AssetDirectory, SensorDirectory, TwinInfo};
+
+/// When the twin's systems run within `Update`, in this order.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TwinSystems {
+    /// Readings from [`IncomingBatch`] are applied and [`BatchApplied`]
+    /// acknowledgements written. Transports write their messages before it.
+    Apply,
+    /// Viewers connect, subscribe and disconnect; their interest sets follow.
+    Interest,
+    /// New latest values go to the mailboxes of the viewers that see them.
+    Publish,
+}
+
+/// Number of the current server tick, counted from 1 at the first update.
+#[derive(Resource, Debug, Default, Clone, Copy)]
+pub struct TwinTick(pub u64);
+
+/// The city twin: loads a scene into the world and keeps it current.
+pub struct TwinPlugin {
+    scene: Scene,
+}
+
+impl TwinPlugin {
+    /// A twin of `scene`, spawned at startup.
+    pub fn new(scene: Scene) -> Self {
+        Self { scene }
+    }
+}
+
+impl Plugin for TwinPlugin {
+    fn build(&self, app: &mut App) {
+        spawn::spawn_scene(app.world_mut(), &self.scene);
+        app.init_resource::<TwinTick>()
+            .init_resource::<IngestCounters>()
+            .init_resource::<apply::ChangedSensors>()
+            .init_resource::<interest::Watchers>()
+            .init_resource::<interest::ViewerDirectory>()
+            .add_message::<IncomingBatch>()
+            .add_message::<BatchApplied>()
+            .add_message::<ViewerConnected>()
+            .add_message::<ViewerSubscribed>()
+            .add_message::<ViewerDisconnected>()
+            .configure_sets(
+                Update,
+                (
+                    TwinSystems::Apply,
+                    TwinSystems::Interest,
+                    TwinSystems::Publish,
+                )
+                    .chain(),
+            )
+            .add_systems(First, advance_tick)
+            .add_systems(Update, apply::apply_readings.in_set(TwinSystems::Apply))
+            .add_systems(
+                Update,
+                (
+                    interest::connect_viewers,
+                    interest::update_interest,
+                    interest::disconnect_viewers,
+                )
+                    .chain()
+                    .in_set(TwinSystems::Interest),
+            )
+            .add_systems(
+                Update,
+                interest::publish_values.in_set(TwinSystems::Publish),
+            );
+    }
+}
+
+fn advance_tick(mut tick: ResMut<TwinTick>) {
+    tick.0 += 1;
+}

@@ -1,0 +1,55 @@
+//! Messages between transports and the twin.
+
+use bevy::prelude::*;
+use polis_protocol::{BatchAck, ReadingBatch, SharedMailbox, Subscribe};
+
+/// Identifies a gateway connection, chosen by the transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GatewayId(pub u64);
+
+/// Identifies a viewer connection, chosen by the transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ViewerId(pub u64);
+
+/// A batch of readings from a gateway, to be applied.
+#[derive(Message, Debug, Clone)]
+pub struct IncomingBatch {
+    /// Who sent it; echoed in [`BatchApplied`].
+    pub source: GatewayId,
+    /// The readings.
+    pub batch: ReadingBatch,
+}
+
+/// A batch has been applied; its acknowledgement may be sent.
+#[derive(Message, Debug, Clone)]
+pub struct BatchApplied {
+    /// Who sent the batch.
+    pub source: GatewayId,
+    /// The acknowledgement with every reading's outcome.
+    pub ack: BatchAck,
+}
+
+/// A viewer connected; the twin fills `mailbox` from now on.
+#[derive(Message, Debug, Clone)]
+pub struct ViewerConnected {
+    /// The connection.
+    pub viewer: ViewerId,
+    /// Where its outgoing changes coalesce.
+    pub mailbox: SharedMailbox,
+}
+
+/// A viewer set or replaced its area of interest.
+#[derive(Message, Debug, Clone)]
+pub struct ViewerSubscribed {
+    /// The connection.
+    pub viewer: ViewerId,
+    /// The subscription, already checked by the transport (valid area).
+    pub subscribe: Subscribe,
+}
+
+/// A viewer went away.
+#[derive(Message, Debug, Clone, Copy)]
+pub struct ViewerDisconnected {
+    /// The connection.
+    pub viewer: ViewerId,
+}

@@ -1,0 +1,134 @@
+//! Turning a scene into entities, directories and the spatial index.
+
+use std::collections::HashMap;
+
+use bevy::prelude::*;
+use polis_protocol::{Geometry, Georeference};
+use polis_scene::{self as scene, Scene};
+
+use crate::components::{AssetRecord, LatestReading, SensorRecord};
+use crate::index::{IndexedItem, SpatialIndex};
+
+/// What the twin serves: the scene's name and georeference.
+#[derive(Resource, Debug, Clone)]
+pub struct TwinInfo {
+    /// Scene name.
+    pub scene_name: String,
+    /// Where local metres sit on the Earth.
+    pub georeference: Georeference,
+    /// Number of assets.
+    pub asset_count: usize,
+    /// Number of sensors.
+    pub sensor_count: usize,
+}
+
+/// Sensors by id and by handle.
+#[derive(Resource, Debug, Default)]
+pub struct SensorDirectory {
+    by_id: HashMap<String, Entity>,
+    by_handle: Vec<Entity>,
+}
+
+impl SensorDirectory {
+    /// The sensor entity with this scene id.
+    pub fn by_id(&self, id: &str) -> Option<Entity> {
+        self.by_id.get(id).copied()
+    }
+
+    /// The sensor entity with this handle.
+    pub fn by_handle(&self, handle: u32) -> Option<Entity> {
+        self.by_handle.get(handle as usize).copied()
+    }
+
+    /// Number of sensors.
+    pub fn len(&self) -> usize {
+        self.by_handle.len()
+    }
+
+    /// True when the scene has no sensors.
+    pub fn is_empty(&self) -> bool {
+        self.by_handle.is_empty()
+    }
+}
+
+/// Assets by handle.
+#[derive(Resource, Debug, Default)]
+pub struct AssetDirectory {
+    by_handle: Vec<Entity>,
+}
+
+impl AssetDirectory {
+    /// The asset entity with this handle.
+    pub fn by_handle(&self, handle: u32) -> Option<Entity> {
+        self.by_handle.get(handle as usize).copied()
+    }
+}
+
+fn f32_points(points: &[[f64; 2]]) -> Vec<[f32; 2]> {
+    points.iter().map(|[e, n]| [*e as f32, *n as f32]).collect()
+}
+
+fn wire_geometry(geometry: &scene::Geometry) -> Geometry {
+    match geometry {
+        scene::Geometry::Footprint(points) => Geometry::Footprint(f32_points(points)),
+        scene::Geometry::Line(points) => Geometry::Line(f32_points(points)),
+        scene::Geometry::Point([e, n, u]) => Geometry::Point([*e as f32, *n as f32, *u as f32]),
+    }
+}
+
+/// Spawns every asset and sensor of a (validated) scene and builds the
+/// directories and the spatial index. Handles are the items' positions in
+/// the scene, so they are stable for a given scene file.
+pub(crate) fn spawn_scene(world: &mut World, scene: &Scene) {
+    let mut index_items = Vec::with_capacity(scene.assets.len() + scene.sensors.len());
+    let mut assets = AssetDirectory::default();
+    let mut asset_handles = HashMap::with_capacity(scene.assets.len());
+    for (handle, asset) in (0u32..).zip(&scene.assets) {
+        let record = AssetRecord {
+            handle,
+            id: asset.id.clone(),
+            kind: asset.kind,
+            geometry_enu_m: wire_geometry(&asset.geometry),
+            height_m: asset.height_m.map(|h| h as f32),
+            attributes: asset
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        let (min, max) = asset.geometry.bounds_enu_m();
+        index_items.push(IndexedItem::asset(handle, min, max));
+        asset_handles.insert(asset.id.as_str(), handle);
+        assets.by_handle.push(world.spawn(record).id());
+    }
+    let mut sensors = SensorDirectory::default();
+    for (handle, sensor) in (0u32..).zip(&scene.sensors) {
+        let [e, n, u] = sensor.position_enu_m;
+        let record = SensorRecord {
+            handle,
+            id: sensor.id.clone(),
+            domain: sensor.domain,
+            quantity: sensor.quantity.clone(),
+            unit: sensor.unit.clone(),
+            position_enu_m: Vec3::new(e as f32, n as f32, u as f32),
+            asset: sensor
+                .asset
+                .as_deref()
+                .and_then(|id| asset_handles.get(id).copied()),
+            personal: sensor.personal,
+        };
+        index_items.push(IndexedItem::sensor(handle, [e, n], [e, n]));
+        let entity = world.spawn((record, LatestReading::default())).id();
+        sensors.by_id.insert(sensor.id.clone(), entity);
+        sensors.by_handle.push(entity);
+    }
+    world.insert_resource(TwinInfo {
+        scene_name: scene.name.clone(),
+        georeference: scene.georeference,
+        asset_count: scene.assets.len(),
+        sensor_count: scene.sensors.len(),
+    });
+    world.insert_resource(SpatialIndex::bulk_load(index_items));
+    world.insert_resource(assets);
+    world.insert_resource(sensors);
+}
