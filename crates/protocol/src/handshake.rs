@@ -20,7 +20,7 @@ impl<F: Fn(&str) -> Option<Role>> TokenLookup for F {
 ///
 /// Checks in order: protocol version, token, role. The version comes first so
 /// that an old client learns to upgrade even with a valid token.
-pub fn check_hello(hello: &Hello, tokens: &impl TokenLookup) -> Result<Role, Rejection> {
+pub fn check_hello(hello: &Hello, tokens: &(impl TokenLookup + ?Sized)) -> Result<Role, Rejection> {
     if hello.protocol_version != PROTOCOL_VERSION {
         return Err(Rejection::VersionMismatch {
             server: PROTOCOL_VERSION,

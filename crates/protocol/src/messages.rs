@@ -1,7 +1,10 @@
 //! Message types of the wire protocol.
 //!
 //! Enums are encoded by variant index: new variants are appended only, and any
-//! other change bumps [`crate::PROTOCOL_VERSION`].
+//! other change bumps [`crate::PROTOCOL_VERSION`]. Every enum the server sends
+//! ([`HelloReply`], [`ServerToGateway`], [`ServerToViewer`]) has `Error` as its
+//! first variant, so an error frame decodes the same at any stage of a
+//! conversation.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +26,8 @@ pub struct Hello {
 /// The server's answer to a [`Hello`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum HelloReply {
+    /// The hello itself could not be understood (e.g. a garbage frame).
+    Error(ProtocolError),
     /// The connection is accepted in the requested role.
     Welcome(Welcome),
     /// The connection is refused; the server closes it after this frame.
@@ -188,10 +193,10 @@ pub struct BatchAck {
 /// Frames the server sends to a gateway after the handshake.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ServerToGateway {
-    /// A batch was applied.
-    Ack(BatchAck),
     /// The server refuses what the gateway sent; it may close afterwards.
     Error(ProtocolError),
+    /// A batch was applied.
+    Ack(BatchAck),
 }
 
 /// A viewer's area of interest; sending it again replaces the previous one.
@@ -312,12 +317,12 @@ pub struct Update {
 /// Frames the server sends to a viewer after the handshake.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ServerToViewer {
+    /// The server refuses what the viewer sent; it may close afterwards.
+    Error(ProtocolError),
     /// State of the area after a subscription.
     Snapshot(Snapshot),
     /// Changes since the last frame.
     Update(Update),
-    /// The server refuses what the viewer sent; it may close afterwards.
-    Error(ProtocolError),
 }
 
 /// Kinds of protocol errors.

@@ -60,7 +60,7 @@ fn ack_golden_bytes() {
             outcome: ReadingOutcome::UnknownSensor,
         }],
     });
-    assert_eq!(frame(&ack), [6, 0, 0, 0, 0, 2, 5, 1, 3, 2]);
+    assert_eq!(frame(&ack), [6, 0, 0, 0, 1, 2, 5, 1, 3, 2]);
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn update_golden_bytes() {
         frame(&update),
         [
             19, 0, 0, 0, // length
-            1, // variant Update
+            2, // variant Update
             9, // tick
             0, 0, // no entered assets or sensors
             1, 4, // one left asset, handle 4
@@ -247,4 +247,16 @@ fn georeference_roundtrips_within_a_millimetre() {
     assert!((north_m - 667.2).abs() < 2.0, "north {north_m}");
     let [lon, lat] = georef.lonlat_from_enu(east_m, north_m);
     assert!((lon - 24.95).abs() < 1e-8 && (lat - 60.175).abs() < 1e-8);
+}
+
+#[test]
+fn error_frames_are_identical_at_every_stage() {
+    let error = ProtocolError {
+        code: ErrorCode::MalformedFrame,
+        detail: "bad".into(),
+    };
+    let viewer = frame(&ServerToViewer::Error(error.clone()));
+    assert_eq!(viewer, frame(&ServerToGateway::Error(error.clone())));
+    assert_eq!(viewer, frame(&HelloReply::Error(error.clone())));
+    assert_eq!(viewer, [6, 0, 0, 0, 0, 0, 3, b'b', b'a', b'd']);
 }

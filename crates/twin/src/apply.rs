@@ -56,7 +56,7 @@ pub(crate) fn apply_readings(
     mut counters: ResMut<IngestCounters>,
     mut changed: ResMut<ChangedSensors>,
 ) {
-    for IncomingBatch { source, batch } in incoming.read() {
+    for IncomingBatch { ticket, batch } in incoming.read() {
         let mut accepted = 0u32;
         let mut not_accepted = Vec::new();
         for (index, reading) in (0u32..).zip(&batch.readings) {
@@ -97,7 +97,7 @@ pub(crate) fn apply_readings(
         }
         counters.batches += 1;
         applied.write(BatchApplied {
-            source: *source,
+            ticket: *ticket,
             ack: BatchAck {
                 seq: batch.seq,
                 accepted,

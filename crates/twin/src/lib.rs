@@ -23,7 +23,7 @@ pub use apply::{IngestCounters, classify_reading};
 pub use components::{AssetRecord, LatestReading, SensorRecord, StoredReading, ViewerState};
 pub use index::{IndexedItem, SpatialIndex};
 pub use messages::{
-    BatchApplied, GatewayId, IncomingBatch, ViewerConnected, ViewerDisconnected, ViewerId,
+    BatchApplied, BatchTicket, IncomingBatch, ViewerConnected, ViewerDisconnected, ViewerId,
     ViewerSubscribed,
 };
 pub use spawn::{AssetDirectory, SensorDirectory, TwinInfo};

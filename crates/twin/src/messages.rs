@@ -3,9 +3,10 @@
 use bevy::prelude::*;
 use polis_protocol::{BatchAck, ReadingBatch, SharedMailbox, Subscribe};
 
-/// Identifies a gateway connection, chosen by the transport.
+/// Identifies one incoming batch until it is acknowledged; chosen by the
+/// transport, unique among batches in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct GatewayId(pub u64);
+pub struct BatchTicket(pub u64);
 
 /// Identifies a viewer connection, chosen by the transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -14,8 +15,8 @@ pub struct ViewerId(pub u64);
 /// A batch of readings from a gateway, to be applied.
 #[derive(Message, Debug, Clone)]
 pub struct IncomingBatch {
-    /// Who sent it; echoed in [`BatchApplied`].
-    pub source: GatewayId,
+    /// Echoed in [`BatchApplied`].
+    pub ticket: BatchTicket,
     /// The readings.
     pub batch: ReadingBatch,
 }
@@ -23,8 +24,8 @@ pub struct IncomingBatch {
 /// A batch has been applied; its acknowledgement may be sent.
 #[derive(Message, Debug, Clone)]
 pub struct BatchApplied {
-    /// Who sent the batch.
-    pub source: GatewayId,
+    /// The batch's ticket.
+    pub ticket: BatchTicket,
     /// The acknowledgement with every reading's outcome.
     pub ack: BatchAck,
 }

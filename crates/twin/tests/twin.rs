@@ -29,7 +29,7 @@ fn reading(sensor: &str, device_time_ms: i64, value: f64) -> Reading {
 
 fn push(app: &mut App, seq: u64, readings: Vec<Reading>) -> BatchAck {
     app.world_mut().write_message(IncomingBatch {
-        source: GatewayId(1),
+        ticket: BatchTicket(seq),
         batch: ReadingBatch { seq, readings },
     });
     app.update();

@@ -1,0 +1,636 @@
+//! The QUIC server endpoint: handshake, gateway and viewer sessions.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use polis_protocol::{
+    BatchAck, DecodeError, ErrorCode, GatewayToServer, Georeference, Hello, HelloReply,
+    MAX_FRAME_BYTES, MAX_READINGS_PER_BATCH, PROTOCOL_VERSION, ProtocolError, ReadingBatch, Role,
+    ServerToGateway, ServerToViewer, SharedMailbox, Subscribe, TokenLookup, ViewerToServer,
+    Welcome, check_hello,
+};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::close_code;
+use crate::framing::{FrameError, FrameReader, FrameWriter};
+use crate::tls::{ServerIdentity, TlsError};
+
+/// How long a client has to send its [`Hello`] after connecting.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no traffic for this long is closed (keep-alives at a third).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the network tells the twin. Sent through one bounded channel.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A gateway's batch; answer on `reply` once it is applied.
+    Batch {
+        /// The gateway connection.
+        gateway: u64,
+        /// The readings.
+        batch: ReadingBatch,
+        /// Where the acknowledgement goes.
+        reply: oneshot::Sender<BatchAck>,
+    },
+    /// A viewer completed its handshake; fill `mailbox` for it from now on.
+    ViewerConnected {
+        /// The viewer connection.
+        viewer: u64,
+        /// Its coalescing outbox.
+        mailbox: SharedMailbox,
+    },
+    /// A viewer set or changed its area (already validated).
+    ViewerSubscribed {
+        /// The viewer connection.
+        viewer: u64,
+        /// The subscription.
+        subscribe: Subscribe,
+    },
+    /// A viewer went away.
+    ViewerDisconnected {
+        /// The viewer connection.
+        viewer: u64,
+    },
+}
+
+/// What the server tells clients about itself in its [`Welcome`].
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    /// Server name and version.
+    pub server: String,
+    /// Scene being served.
+    pub scene_name: String,
+    /// The scene's georeference.
+    pub georeference: Georeference,
+}
+
+/// Settings of the network edge.
+pub struct NetServerConfig {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Certificate and key.
+    pub identity: ServerIdentity,
+    /// Which role each token grants.
+    pub tokens: Arc<dyn TokenLookup + Send + Sync>,
+    /// Sent to clients on acceptance.
+    pub info: ServerInfo,
+    /// Capacity of the channel into the twin, events.
+    pub event_capacity: usize,
+    /// Most simultaneous connections; more are refused.
+    pub max_connections: usize,
+    /// Most unacknowledged batches per gateway; further batches wait.
+    pub gateway_window: usize,
+    /// Target size of frames sent to viewers, bytes.
+    pub viewer_frame_bytes: usize,
+}
+
+/// Counters of the network edge, readable from any thread.
+#[derive(Debug, Default)]
+pub struct NetStats {
+    /// Gateways connected now.
+    pub gateways_connected: AtomicU64,
+    /// Viewers connected now.
+    pub viewers_connected: AtomicU64,
+    /// Handshakes refused since start.
+    pub handshakes_rejected: AtomicU64,
+    /// Connections closed for a protocol error since start.
+    pub protocol_errors: AtomicU64,
+    /// Frames sent to viewers since start.
+    pub viewer_frames_sent: AtomicU64,
+    /// Payload bytes sent to viewers since start.
+    pub viewer_bytes_sent: AtomicU64,
+}
+
+/// Why the network edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// TLS material could not be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The UDP socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The network thread could not be started.
+    #[error("cannot start the network thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The running network edge. Dropping it shuts the endpoint down.
+pub struct NetServer {
+    events: mpsc::Receiver<NetEvent>,
+    local_addr: SocketAddr,
+    stats: Arc<NetStats>,
+    shutdown: Arc<Notify>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for NetServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetServer")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Context {
+    events: mpsc::Sender<NetEvent>,
+    tokens: Arc<dyn TokenLookup + Send + Sync>,
+    info: ServerInfo,
+    gateway_window: usize,
+    viewer_frame_bytes: usize,
+    stats: Arc<NetStats>,
+    next_connection: AtomicU64,
+}
+
+impl NetServer {
+    /// Binds the endpoint and starts the `polis-net` thread.
+    pub fn start(config: NetServerConfig) -> Result<NetServer, ServerError> {
+        let crypto = config.identity.server_crypto()?;
+        let quic_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
+            .map_err(|err| TlsError::Rustls(rustls::Error::General(err.to_string())))?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .max_concurrent_bidi_streams(1u32.into())
+            .max_concurrent_uni_streams(0u32.into())
+            .keep_alive_interval(Some(IDLE_TIMEOUT / 3))
+            .max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
+        server_config.transport_config(Arc::new(transport));
+
+        let (events_tx, events_rx) = mpsc::channel(config.event_capacity.max(1));
+        let stats = Arc::new(NetStats::default());
+        let shutdown = Arc::new(Notify::new());
+        let context = Arc::new(Context {
+            events: events_tx,
+            tokens: config.tokens,
+            info: config.info,
+            gateway_window: config.gateway_window.max(1),
+            viewer_frame_bytes: config.viewer_frame_bytes.clamp(4096, MAX_FRAME_BYTES),
+            stats: Arc::clone(&stats),
+            next_connection: AtomicU64::new(1),
+        });
+        let (bound_tx, bound_rx) = std::sync::mpsc::sync_channel(1);
+        let listen = config.listen;
+        let max_connections = config.max_connections;
+        let thread_shutdown = Arc::clone(&shutdown);
+        let thread = std::thread::Builder::new()
+            .name("polis-net".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(source) => {
+                        let _ = bound_tx.send(Err(ServerError::Thread(source)));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let endpoint = match quinn::Endpoint::server(server_config, listen) {
+                        Ok(endpoint) => endpoint,
+                        Err(source) => {
+                            let _ = bound_tx.send(Err(ServerError::Bind {
+                                addr: listen,
+                                source,
+                            }));
+                            return;
+                        }
+                    };
+                    let local = endpoint.local_addr().unwrap_or(listen);
+                    let _ = bound_tx.send(Ok(local));
+                    accept_loop(&endpoint, context, max_connections, &thread_shutdown).await;
+                    endpoint.close(
+                        quinn::VarInt::from_u32(close_code::SHUTTING_DOWN),
+                        b"server shutting down",
+                    );
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+                });
+            })
+            .map_err(ServerError::Thread)?;
+        let local_addr = match bound_rx.recv() {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(err)) => return Err(err),
+            Err(_) => {
+                return Err(ServerError::Thread(std::io::Error::other(
+                    "network thread ended before binding",
+                )));
+            }
+        };
+        Ok(NetServer {
+            events: events_rx,
+            local_addr,
+            stats,
+            shutdown,
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The next event for the twin, if any (never blocks).
+    pub fn try_recv(&mut self) -> Option<NetEvent> {
+        self.events.try_recv().ok()
+    }
+
+    /// Events waiting in the channel.
+    pub fn pending_events(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> &Arc<NetStats> {
+        &self.stats
+    }
+
+    /// Closes every connection with a reason and stops the thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shutdown.notify_one();
+        // Refuse whatever is still queued so connections waiting on acks end.
+        self.events.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for NetServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn accept_loop(
+    endpoint: &quinn::Endpoint,
+    context: Arc<Context>,
+    max_connections: usize,
+    shutdown: &Notify,
+) {
+    let live = Arc::new(AtomicU64::new(0));
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            () = shutdown.notified() => return,
+        };
+        let Some(incoming) = incoming else { return };
+        if live.load(Ordering::Relaxed) as usize >= max_connections {
+            debug!(remote = %incoming.remote_address(), "connection limit reached; refusing");
+            incoming.refuse();
+            continue;
+        }
+        live.fetch_add(1, Ordering::Relaxed);
+        let context = Arc::clone(&context);
+        let live = Arc::clone(&live);
+        tokio::spawn(async move {
+            handle_connection(incoming, &context).await;
+            live.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Maps a read failure to the error to send, or `None` when the peer simply left.
+fn protocol_error_for(err: &FrameError) -> Option<ProtocolError> {
+    match err {
+        FrameError::Decode(DecodeError::TooLarge {
+            len_bytes,
+            max_bytes,
+        }) => Some(ProtocolError {
+            code: ErrorCode::FrameTooLarge,
+            detail: format!("frame of {len_bytes} bytes exceeds the limit of {max_bytes} bytes"),
+        }),
+        FrameError::Decode(err) => Some(ProtocolError {
+            code: ErrorCode::MalformedFrame,
+            detail: err.to_string(),
+        }),
+        FrameError::Truncated(_) => Some(ProtocolError {
+            code: ErrorCode::MalformedFrame,
+            detail: err.to_string(),
+        }),
+        FrameError::Encode(_)
+        | FrameError::Read(_)
+        | FrameError::Write(_)
+        | FrameError::Finished => None,
+    }
+}
+
+async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
+    let remote = incoming.remote_address();
+    let connection = match incoming.await {
+        Ok(connection) => connection,
+        Err(err) => {
+            debug!(%remote, "QUIC handshake failed: {err}");
+            return;
+        }
+    };
+    let id = context.next_connection.fetch_add(1, Ordering::Relaxed);
+    let stream = tokio::time::timeout(HELLO_TIMEOUT, async {
+        let (send, recv) = connection.accept_bi().await?;
+        let mut reader = FrameReader::new(recv);
+        let hello = reader.next::<Hello>().await;
+        Ok::<_, quinn::ConnectionError>((FrameWriter::new(send), reader, hello))
+    })
+    .await;
+    let (mut writer, mut reader, hello) = match stream {
+        Ok(Ok(parts)) => parts,
+        Ok(Err(err)) => {
+            debug!(%remote, connection = id, "connection ended before its hello: {err}");
+            return;
+        }
+        Err(_) => {
+            info!(%remote, connection = id, "no hello within {HELLO_TIMEOUT:?}; closing");
+            connection.close(
+                quinn::VarInt::from_u32(close_code::PROTOCOL_ERROR),
+                b"no hello",
+            );
+            return;
+        }
+    };
+    let hello = match hello {
+        Ok(hello) => hello,
+        Err(err) => {
+            if let Some(error) = protocol_error_for(&err) {
+                context
+                    .stats
+                    .protocol_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(%remote, connection = id, "bad hello: {err}");
+                close_with_error(&connection, &mut writer, error).await;
+            }
+            return;
+        }
+    };
+    let role = match check_hello(&hello, &*context.tokens) {
+        Ok(role) => role,
+        Err(rejection) => {
+            context
+                .stats
+                .handshakes_rejected
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(%remote, connection = id, client = %hello.client, "handshake rejected: {rejection}");
+            let _ = writer.send(&HelloReply::Rejected(rejection.clone())).await;
+            writer.finish().await;
+            connection.close(
+                quinn::VarInt::from_u32(close_code::REJECTED),
+                rejection.to_string().as_bytes(),
+            );
+            return;
+        }
+    };
+    let welcome = HelloReply::Welcome(Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        server: context.info.server.clone(),
+        scene_name: context.info.scene_name.clone(),
+        georeference: context.info.georeference,
+        max_frame_bytes: MAX_FRAME_BYTES as u32,
+        max_readings_per_batch: MAX_READINGS_PER_BATCH as u32,
+    });
+    if writer.send(&welcome).await.is_err() {
+        return;
+    }
+    info!(%remote, connection = id, role = role.as_str(), client = %hello.client, "connected");
+    let ended = match role {
+        Role::Gateway => {
+            context
+                .stats
+                .gateways_connected
+                .fetch_add(1, Ordering::Relaxed);
+            let ended = serve_gateway(context, id, &mut reader, &mut writer).await;
+            context
+                .stats
+                .gateways_connected
+                .fetch_sub(1, Ordering::Relaxed);
+            ended
+        }
+        Role::Viewer => {
+            context
+                .stats
+                .viewers_connected
+                .fetch_add(1, Ordering::Relaxed);
+            let ended = serve_viewer(context, id, &mut reader, &mut writer).await;
+            context
+                .stats
+                .viewers_connected
+                .fetch_sub(1, Ordering::Relaxed);
+            ended
+        }
+    };
+    match ended {
+        SessionEnd::PeerDone => {
+            info!(%remote, connection = id, "disconnected");
+            writer.finish().await;
+            connection.close(quinn::VarInt::from_u32(close_code::DONE), b"done");
+        }
+        SessionEnd::Lost(reason) => {
+            info!(%remote, connection = id, "connection lost: {reason}");
+        }
+        SessionEnd::ServerStopping => {
+            let error = ProtocolError {
+                code: ErrorCode::ShuttingDown,
+                detail: "server shutting down".into(),
+            };
+            close_with_error(&connection, &mut writer, error).await;
+        }
+        SessionEnd::Protocol(error) => {
+            context
+                .stats
+                .protocol_errors
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(%remote, connection = id, "closing after protocol error: {error}");
+            close_with_error(&connection, &mut writer, error).await;
+        }
+    }
+}
+
+async fn close_with_error(
+    connection: &quinn::Connection,
+    writer: &mut FrameWriter,
+    error: ProtocolError,
+) {
+    let code = if error.code == ErrorCode::ShuttingDown {
+        close_code::SHUTTING_DOWN
+    } else {
+        close_code::PROTOCOL_ERROR
+    };
+    // Error is the first variant of every server-to-client enum, so this frame
+    // reads the same whatever stage or role the client is in.
+    let _ = writer.send(&ServerToViewer::Error(error.clone())).await;
+    writer.finish().await;
+    connection.close(quinn::VarInt::from_u32(code), error.detail.as_bytes());
+}
+
+/// How a session ended.
+enum SessionEnd {
+    /// The client finished its stream.
+    PeerDone,
+    /// The connection failed underneath.
+    Lost(String),
+    /// The twin stopped taking events.
+    ServerStopping,
+    /// The client broke the protocol.
+    Protocol(ProtocolError),
+}
+
+fn read_end(err: FrameError) -> SessionEnd {
+    match protocol_error_for(&err) {
+        Some(error) => SessionEnd::Protocol(error),
+        None if matches!(err, FrameError::Finished) => SessionEnd::PeerDone,
+        None => SessionEnd::Lost(err.to_string()),
+    }
+}
+
+async fn serve_gateway(
+    context: &Context,
+    gateway: u64,
+    reader: &mut FrameReader,
+    writer: &mut FrameWriter,
+) -> SessionEnd {
+    let (pending_tx, mut pending_rx) =
+        mpsc::channel::<oneshot::Receiver<BatchAck>>(context.gateway_window);
+    let read_side = async move {
+        loop {
+            let message = match reader.next::<GatewayToServer>().await {
+                Ok(message) => message,
+                Err(err) => return read_end(err),
+            };
+            let GatewayToServer::Batch(batch) = message;
+            if batch.readings.len() > MAX_READINGS_PER_BATCH {
+                return SessionEnd::Protocol(ProtocolError {
+                    code: ErrorCode::BatchTooLarge,
+                    detail: format!(
+                        "batch {} holds {} readings; the limit is {MAX_READINGS_PER_BATCH}",
+                        batch.seq,
+                        batch.readings.len()
+                    ),
+                });
+            }
+            // A slot in the acknowledgement pipeline bounds unacknowledged batches.
+            let Ok(slot) = pending_tx.reserve().await else {
+                return SessionEnd::Lost("acknowledgement writer ended".into());
+            };
+            let (reply, answer) = oneshot::channel();
+            let event = NetEvent::Batch {
+                gateway,
+                batch,
+                reply,
+            };
+            if context.events.send(event).await.is_err() {
+                return SessionEnd::ServerStopping;
+            }
+            slot.send(answer);
+        }
+    };
+    let write_side = async {
+        while let Some(answer) = pending_rx.recv().await {
+            let Ok(ack) = answer.await else {
+                return Some(SessionEnd::ServerStopping);
+            };
+            if let Err(err) = writer.send(&ServerToGateway::Ack(ack)).await {
+                return Some(SessionEnd::Lost(err.to_string()));
+            }
+        }
+        None
+    };
+    let (read_ended, write_ended) = tokio::join!(read_side, write_side);
+    match (read_ended, write_ended) {
+        (SessionEnd::Protocol(error), _) => SessionEnd::Protocol(error),
+        (_, Some(ended)) => ended,
+        (ended, None) => ended,
+    }
+}
+
+async fn serve_viewer(
+    context: &Context,
+    viewer: u64,
+    reader: &mut FrameReader,
+    writer: &mut FrameWriter,
+) -> SessionEnd {
+    let ready = Arc::new(Notify::new());
+    let mailbox = {
+        let ready = Arc::clone(&ready);
+        SharedMailbox::new(move || ready.notify_one())
+    };
+    let connected = NetEvent::ViewerConnected {
+        viewer,
+        mailbox: mailbox.clone(),
+    };
+    if context.events.send(connected).await.is_err() {
+        return SessionEnd::ServerStopping;
+    }
+    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+    let read_side = async move {
+        let ended = loop {
+            let message = match reader.next::<ViewerToServer>().await {
+                Ok(message) => message,
+                Err(err) => break read_end(err),
+            };
+            let ViewerToServer::Subscribe(subscribe) = message;
+            if !subscribe.area.is_valid() {
+                break SessionEnd::Protocol(ProtocolError {
+                    code: ErrorCode::InvalidArea,
+                    detail: format!(
+                        "area {:?} is not a WGS84 box (finite, min <= max, lon in ±180, lat in ±90)",
+                        subscribe.area
+                    ),
+                });
+            }
+            let event = NetEvent::ViewerSubscribed { viewer, subscribe };
+            if context.events.send(event).await.is_err() {
+                break SessionEnd::ServerStopping;
+            }
+        };
+        let _ = stop_tx.send(());
+        ended
+    };
+    let frame_bytes = context.viewer_frame_bytes;
+    let stats = &context.stats;
+    let write_side = async {
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stop_rx => return None,
+                () = ready.notified() => {}
+            }
+            let frames = mailbox.drain_frames(frame_bytes);
+            if frames.is_empty() {
+                continue;
+            }
+            match writer.send_all(&frames).await {
+                Ok(bytes) => {
+                    stats
+                        .viewer_bytes_sent
+                        .fetch_add(bytes as u64, Ordering::Relaxed);
+                }
+                Err(err) => return Some(SessionEnd::Lost(err.to_string())),
+            }
+            stats
+                .viewer_frames_sent
+                .fetch_add(frames.len() as u64, Ordering::Relaxed);
+        }
+    };
+    let (read_ended, write_ended) = tokio::join!(read_side, write_side);
+    let _ = context
+        .events
+        .send(NetEvent::ViewerDisconnected { viewer })
+        .await;
+    match (read_ended, write_ended) {
+        (SessionEnd::Protocol(error), _) => SessionEnd::Protocol(error),
+        (_, Some(ended)) => ended,
+        (ended, None) => ended,
+    }
+}

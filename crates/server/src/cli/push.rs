@@ -1,0 +1,239 @@
+//! `polis push`: a one-shot gateway reading a CSV file.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use polis_net::{ClientError, ClientOptions, Session};
+use polis_protocol::{
+    GatewayToServer, MAX_READINGS_PER_BATCH, Quality, Reading, ReadingBatch, ReadingOutcome, Role,
+    ServerToGateway,
+};
+
+use super::{ServerArgs, client_runtime};
+
+/// Arguments of `polis push`.
+#[derive(Debug, Args)]
+pub(crate) struct PushArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Readings per batch.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Most batches in flight before waiting for acknowledgements.
+    #[arg(long, default_value_t = 8)]
+    window: usize,
+    /// CSV file with header `sensor,time,value` (and optionally `quality`);
+    /// times in RFC 3339.
+    file: PathBuf,
+}
+
+/// A CSV row that could not be turned into a reading.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CsvError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The header is not `sensor,time,value[,quality]`.
+    #[error(
+        "{path}:1: header must be `sensor,time,value` or `sensor,time,value,quality`, found `{found}`"
+    )]
+    Header { path: PathBuf, found: String },
+    /// A row is malformed.
+    #[error("{path}:{line}: {message}")]
+    Row {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+}
+
+/// Parses a CSV file of readings; returns each reading with its line number.
+pub(crate) fn read_csv(path: &Path) -> Result<Vec<(u64, Reading)>, CsvError> {
+    let file = std::fs::File::open(path).map_err(|source| CsvError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(std::io::BufReader::new(file));
+    let row_error = |line: u64, message: String| CsvError::Row {
+        path: path.to_owned(),
+        line,
+        message,
+    };
+    let headers = reader
+        .headers()
+        .map_err(|err| row_error(1, err.to_string()))?
+        .clone();
+    let names: Vec<&str> = headers.iter().collect();
+    let has_quality = match names.as_slice() {
+        ["sensor", "time", "value"] => false,
+        ["sensor", "time", "value", "quality"] => true,
+        _ => {
+            return Err(CsvError::Header {
+                path: path.to_owned(),
+                found: names.join(","),
+            });
+        }
+    };
+    let mut readings = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|err| {
+            let line = err.position().map_or(0, csv::Position::line);
+            row_error(line, err.to_string())
+        })?;
+        let line = record.position().map_or(0, csv::Position::line);
+        let field = |index: usize| record.get(index).unwrap_or("");
+        let sensor = field(0);
+        if sensor.is_empty() {
+            return Err(row_error(line, "empty sensor id".into()));
+        }
+        let time =
+            time::OffsetDateTime::parse(field(1), &time::format_description::well_known::Rfc3339)
+                .map_err(|err| {
+                row_error(line, format!("time `{}` is not RFC 3339: {err}", field(1)))
+            })?;
+        let device_time_ms = i64::try_from(time.unix_timestamp_nanos() / 1_000_000)
+            .map_err(|_| row_error(line, "time out of range".into()))?;
+        let value: f64 = field(2)
+            .parse()
+            .map_err(|_| row_error(line, format!("value `{}` is not a number", field(2))))?;
+        let quality = if has_quality {
+            match field(3) {
+                "" => None,
+                "good" => Some(Quality::Good),
+                "uncertain" => Some(Quality::Uncertain),
+                "bad" => Some(Quality::Bad),
+                other => {
+                    return Err(row_error(
+                        line,
+                        format!("quality `{other}` is not one of good, uncertain, bad"),
+                    ));
+                }
+            }
+        } else {
+            None
+        };
+        readings.push((
+            line,
+            Reading {
+                sensor: sensor.to_owned(),
+                device_time_ms,
+                value,
+                quality,
+            },
+        ));
+    }
+    Ok(readings)
+}
+
+/// Totals reported by `polis push`.
+#[derive(Debug, Default)]
+struct Tally {
+    accepted: u64,
+    stale: u64,
+    duplicate: u64,
+    refused: u64,
+}
+
+pub(crate) fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
+    if args.batch == 0 || args.batch > MAX_READINGS_PER_BATCH {
+        bail!("--batch must be between 1 and {MAX_READINGS_PER_BATCH}");
+    }
+    let readings = read_csv(&args.file)?;
+    let options = ClientOptions::new(
+        args.server.server.clone(),
+        args.server.cert.clone(),
+        args.server.token.clone(),
+        Role::Gateway,
+    );
+    let runtime = client_runtime()?;
+    let tally = runtime.block_on(push(&options, readings, args.batch, args.window.max(1)))?;
+    println!(
+        "accepted {}, stale {}, duplicate {}, refused {}",
+        tally.accepted, tally.stale, tally.duplicate, tally.refused
+    );
+    Ok(if tally.refused > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// How many refusals are listed one by one before summarising.
+const REFUSALS_LISTED: u64 = 20;
+
+async fn push(
+    options: &ClientOptions,
+    readings: Vec<(u64, Reading)>,
+    batch_size: usize,
+    window: usize,
+) -> anyhow::Result<Tally> {
+    let mut session = Session::connect(options)
+        .await
+        .with_context(|| format!("cannot push to {}", options.server))?;
+    let mut tally = Tally::default();
+    let mut in_flight: VecDeque<(u64, Vec<u64>, Vec<String>)> = VecDeque::new();
+    let mut chunks = readings.chunks(batch_size);
+    let mut seq = 0u64;
+    loop {
+        if in_flight.len() < window
+            && let Some(chunk) = chunks.next()
+        {
+            let lines = chunk.iter().map(|(line, _)| *line).collect();
+            let sensors = chunk.iter().map(|(_, r)| r.sensor.clone()).collect();
+            let batch = ReadingBatch {
+                seq,
+                readings: chunk.iter().map(|(_, r)| r.clone()).collect(),
+            };
+            session.send(&GatewayToServer::Batch(batch)).await?;
+            in_flight.push_back((seq, lines, sensors));
+            seq += 1;
+            continue;
+        }
+        let Some((expected, lines, sensors)) = in_flight.pop_front() else {
+            break;
+        };
+        let ack = match session.recv::<ServerToGateway>().await? {
+            ServerToGateway::Ack(ack) => ack,
+            ServerToGateway::Error(error) => return Err(ClientError::Server(error).into()),
+        };
+        if ack.seq != expected {
+            bail!(
+                "server acknowledged batch {} but {expected} was next",
+                ack.seq
+            );
+        }
+        tally.accepted += u64::from(ack.accepted);
+        for not in &ack.not_accepted {
+            match not.outcome {
+                ReadingOutcome::Stale => tally.stale += 1,
+                ReadingOutcome::Duplicate => tally.duplicate += 1,
+                outcome => {
+                    tally.refused += 1;
+                    if tally.refused <= REFUSALS_LISTED {
+                        let index = not.index as usize;
+                        eprintln!(
+                            "refused: line {}: sensor `{}`: {}",
+                            lines.get(index).copied().unwrap_or(0),
+                            sensors.get(index).map_or("?", String::as_str),
+                            outcome.describe()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if tally.refused > REFUSALS_LISTED {
+        eprintln!("… and {} more refused", tally.refused - REFUSALS_LISTED);
+    }
+    session.close().await;
+    Ok(tally)
+}

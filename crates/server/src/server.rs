@@ -1,0 +1,203 @@
+//! Starting the server: scene, identity, tokens, network edge and the tick loop.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bevy::app::TaskPoolPlugin;
+use bevy::prelude::*;
+use bevy::time::TimePlugin;
+use polis_net::{NetServer, NetServerConfig, ServerInfo, load_or_create_identity};
+use polis_protocol::Role;
+use polis_scene::Scene;
+use polis_twin::TwinPlugin;
+use tracing::info;
+
+use crate::bridge::{NetBridgePlugin, NetLink};
+use crate::config::{Config, TokenTable, generated_token};
+
+/// The scene served when no other is configured (see `scenes/README.md`).
+pub const BUNDLED_SCENE: &str = include_str!("../../../scenes/tiny.json");
+
+/// The bundled default scene.
+pub fn bundled_scene() -> anyhow::Result<Scene> {
+    Scene::from_json_str(BUNDLED_SCENE, "<bundled scene>").context("the bundled scene is broken")
+}
+
+/// The scene at `path`, or the bundled one.
+pub fn load_scene(path: Option<&std::path::Path>) -> anyhow::Result<Scene> {
+    match path {
+        Some(path) => Ok(Scene::load(path)?),
+        None => bundled_scene(),
+    }
+}
+
+/// What a started server tells its operator.
+#[derive(Debug, Clone)]
+pub struct ServerStarted {
+    /// Bound UDP address.
+    pub local_addr: std::net::SocketAddr,
+    /// Certificate clients pass with `--cert`.
+    pub cert_path: PathBuf,
+    /// SHA-256 fingerprint of the certificate.
+    pub fingerprint_sha256: String,
+    /// Whether the certificate was created on this start.
+    pub cert_created: bool,
+    /// Tokens generated in the data directory (when none are configured).
+    pub generated_tokens: Vec<(Role, PathBuf)>,
+    /// Name of the scene served.
+    pub scene_name: String,
+    /// Assets and sensors in it.
+    pub asset_count: usize,
+    /// Sensors in the scene.
+    pub sensor_count: usize,
+}
+
+/// A server running on its own threads; dropping it stops it.
+pub struct RunningServer {
+    started: ServerStarted,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// What it started with.
+    pub fn started(&self) -> &ServerStarted {
+        &self.started
+    }
+
+    /// A flag that stops the server when set (e.g. from a signal handler).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Blocks until the server stops (after its stop flag is set).
+    pub fn wait(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Stops the server: closes connections with a reason and joins its threads.
+    pub fn stop(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// Starts a server for `config` serving `scene`: binds the network edge and
+/// runs the twin's tick loop on the `polis-twin` thread.
+pub fn start(config: &Config, scene: Scene) -> anyhow::Result<RunningServer> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    names.extend(config.tls_names.iter().cloned());
+    let identity = load_or_create_identity(&config.data_dir, &names)?;
+    let fingerprint_sha256 = identity.fingerprint_sha256();
+    let cert_path = identity.cert_path.clone();
+    let cert_created = identity.created;
+
+    let mut generated_tokens = Vec::new();
+    let mut entries = config.tokens.clone();
+    if entries.is_empty() {
+        for role in [Role::Gateway, Role::Viewer] {
+            let (token, path) = generated_token(&config.data_dir, role)
+                .with_context(|| format!("cannot write the {} token", role.as_str()))?;
+            entries.push(crate::config::TokenEntry {
+                name: Some(format!("generated-{}", role.as_str())),
+                role,
+                token: Some(token),
+                sha256: None,
+            });
+            generated_tokens.push((role, path));
+        }
+    }
+    let tokens = TokenTable::from_entries(&entries);
+
+    let net = NetServer::start(NetServerConfig {
+        listen: config.listen,
+        identity,
+        tokens: Arc::new(tokens),
+        info: ServerInfo {
+            server: format!("polis/{}", env!("CARGO_PKG_VERSION")),
+            scene_name: scene.name.clone(),
+            georeference: scene.georeference,
+        },
+        event_capacity: config.limits.event_capacity,
+        max_connections: config.limits.max_connections,
+        gateway_window: config.limits.gateway_window,
+        viewer_frame_bytes: config.limits.viewer_frame_bytes,
+    })?;
+    let started = ServerStarted {
+        local_addr: net.local_addr(),
+        cert_path,
+        fingerprint_sha256,
+        cert_created,
+        generated_tokens,
+        scene_name: scene.name.clone(),
+        asset_count: scene.assets.len(),
+        sensor_count: scene.sensors.len(),
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tick = Duration::from_secs_f64(1.0 / config.tick_hz);
+    let link = NetLink::new(net, config.limits.max_events_per_tick);
+    let thread_stop = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("polis-twin".into())
+        .spawn(move || run_ticks(scene, link, tick, &thread_stop))
+        .context("cannot start the twin thread")?;
+    Ok(RunningServer {
+        started,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// Builds the headless app and runs it at a fixed tick until `stop` is set.
+fn run_ticks(scene: Scene, link: NetLink, tick: Duration, stop: &AtomicBool) {
+    let mut app = App::new();
+    app.add_plugins((TaskPoolPlugin::default(), TimePlugin))
+        .add_plugins(TwinPlugin::new(scene))
+        .insert_resource(link)
+        .add_plugins(NetBridgePlugin);
+    app.finish();
+    app.cleanup();
+    info!(tick_ms = tick.as_secs_f64() * 1e3, "twin running");
+    while !stop.load(Ordering::SeqCst) {
+        let started = Instant::now();
+        app.update();
+        if app.should_exit().is_some() {
+            break;
+        }
+        if let Some(rest) = tick.checked_sub(started.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+    info!("twin stopping; closing connections");
+    // Dropping the world drops the network link, which closes every
+    // connection with the reason "server shutting down".
+    drop(app);
+}
