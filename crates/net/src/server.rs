@@ -6,10 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use polis_protocol::{
-    BatchAck, DecodeError, ErrorCode, GatewayToServer, Georeference, Hello, HelloReply,
+    BatchAck, ClientToServer, DecodeError, ErrorCode, Georeference, Hello, HelloReply,
     MAX_FRAME_BYTES, MAX_READINGS_PER_BATCH, PROTOCOL_VERSION, ProtocolError, ReadingBatch, Role,
-    ServerToGateway, ServerToViewer, SharedMailbox, Subscribe, TokenLookup, ViewerToServer,
-    Welcome, check_hello,
+    ServerToGateway, ServerToViewer, SharedMailbox, Subscribe, TokenLookup, Welcome, check_hello,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -504,11 +503,19 @@ async fn serve_gateway(
         mpsc::channel::<oneshot::Receiver<BatchAck>>(context.gateway_window);
     let read_side = async move {
         loop {
-            let message = match reader.next::<GatewayToServer>().await {
+            let message = match reader.next::<ClientToServer>().await {
                 Ok(message) => message,
                 Err(err) => return read_end(err),
             };
-            let GatewayToServer::Batch(batch) = message;
+            let batch = match message {
+                ClientToServer::Batch(batch) => batch,
+                ClientToServer::Subscribe(_) => {
+                    return SessionEnd::Protocol(ProtocolError {
+                        code: ErrorCode::UnexpectedMessage,
+                        detail: "a gateway may not subscribe; connect with a viewer token".into(),
+                    });
+                }
+            };
             if batch.readings.len() > MAX_READINGS_PER_BATCH {
                 return SessionEnd::Protocol(ProtocolError {
                     code: ErrorCode::BatchTooLarge,
@@ -575,11 +582,20 @@ async fn serve_viewer(
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let read_side = async move {
         let ended = loop {
-            let message = match reader.next::<ViewerToServer>().await {
+            let message = match reader.next::<ClientToServer>().await {
                 Ok(message) => message,
                 Err(err) => break read_end(err),
             };
-            let ViewerToServer::Subscribe(subscribe) = message;
+            let subscribe = match message {
+                ClientToServer::Subscribe(subscribe) => subscribe,
+                ClientToServer::Batch(_) => {
+                    break SessionEnd::Protocol(ProtocolError {
+                        code: ErrorCode::UnexpectedMessage,
+                        detail: "a viewer may not push readings; connect with a gateway token"
+                            .into(),
+                    });
+                }
+            };
             if !subscribe.area.is_valid() {
                 break SessionEnd::Protocol(ProtocolError {
                     code: ErrorCode::InvalidArea,

@@ -8,11 +8,11 @@
 //! A client opens one bidirectional QUIC stream and sends a [`Hello`] frame
 //! (protocol version, role, token). The server answers [`HelloReply`]: a
 //! [`Welcome`] or a [`Rejection`] with its reason. After a welcome:
-//! - a **gateway** sends [`GatewayToServer::Batch`] frames, each a
+//! - a **gateway** sends [`ClientToServer::Batch`] frames, each a
 //!   [`ReadingBatch`] with a sequence number; the server answers each batch
 //!   with a [`BatchAck`] once the batch has been applied to the twin, listing an
 //!   outcome for every reading that was not accepted;
-//! - a **viewer** sends [`ViewerToServer::Subscribe`] (again whenever its area
+//! - a **viewer** sends [`ClientToServer::Subscribe`] (again whenever its area
 //!   or layers change) and receives a [`Snapshot`] of the area, possibly in
 //!   several parts, then an [`Update`] per tick with changed values and the
 //!   assets and sensors entering and leaving the area.
@@ -35,10 +35,9 @@ pub use codec::{
 pub use handshake::{TokenLookup, check_hello};
 pub use mailbox::{SharedMailbox, ViewerMailbox};
 pub use messages::{
-    AssetInfo, BatchAck, ErrorCode, GatewayToServer, Geometry, Hello, HelloReply, NotAccepted,
+    AssetInfo, BatchAck, ClientToServer, ErrorCode, Geometry, Hello, HelloReply, NotAccepted,
     ProtocolError, Quality, Reading, ReadingBatch, ReadingOutcome, Rejection, SensorInfo,
-    ServerToGateway, ServerToViewer, Snapshot, Subscribe, Update, ValueUpdate, ViewerToServer,
-    Welcome,
+    ServerToGateway, ServerToViewer, Snapshot, Subscribe, Update, ValueUpdate, Welcome,
 };
 pub use vocab::{AssetKind, Domain, GeoBox, GeometryClass, Georeference, Role};
 

@@ -124,11 +124,16 @@ pub struct ReadingBatch {
     pub readings: Vec<Reading>,
 }
 
-/// Frames a gateway sends after the handshake.
+/// Frames a client sends after the handshake. Which ones are allowed depends
+/// on the role granted: a gateway may only send batches, a viewer may only
+/// subscribe; anything else is answered with
+/// [`ErrorCode::UnexpectedMessage`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum GatewayToServer {
-    /// Readings to apply.
+pub enum ClientToServer {
+    /// Readings to apply (gateways).
     Batch(ReadingBatch),
+    /// Set or replace the area of interest (viewers).
+    Subscribe(Subscribe),
 }
 
 /// Why a single reading was not accepted.
@@ -208,13 +213,6 @@ pub struct Subscribe {
     pub area: GeoBox,
     /// Layers to receive; empty means all. Buildings come with every layer.
     pub layers: Vec<Domain>,
-}
-
-/// Frames a viewer sends after the handshake.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum ViewerToServer {
-    /// Set or replace the area of interest.
-    Subscribe(Subscribe),
 }
 
 /// Geometry of an asset, in the scene's local east/north/up metres.

@@ -26,7 +26,7 @@ fn hello_golden_bytes() {
 
 #[test]
 fn batch_golden_bytes() {
-    let batch = GatewayToServer::Batch(ReadingBatch {
+    let batch = ClientToServer::Batch(ReadingBatch {
         seq: 300,
         readings: vec![Reading {
             sensor: "m1".into(),
@@ -109,7 +109,7 @@ fn oversized_header_is_refused_before_buffering() {
 
 #[test]
 fn oversized_message_is_not_encoded() {
-    let batch = GatewayToServer::Batch(ReadingBatch {
+    let batch = ClientToServer::Batch(ReadingBatch {
         seq: 0,
         readings: vec![
             Reading {
@@ -159,7 +159,7 @@ fn decoder_yields_back_to_back_frames_in_order() {
     let mut bytes = Vec::new();
     for seq in 0..100u64 {
         encode_frame(
-            &GatewayToServer::Batch(ReadingBatch {
+            &ClientToServer::Batch(ReadingBatch {
                 seq,
                 readings: vec![],
             }),
@@ -171,8 +171,8 @@ fn decoder_yields_back_to_back_frames_in_order() {
     let mut seen = Vec::new();
     for chunk in bytes.chunks(7) {
         decoder.push(chunk);
-        while let Some(GatewayToServer::Batch(batch)) =
-            decoder.next_message::<GatewayToServer>().expect("decodes")
+        while let Some(ClientToServer::Batch(batch)) =
+            decoder.next_message::<ClientToServer>().expect("decodes")
         {
             seen.push(batch.seq);
         }

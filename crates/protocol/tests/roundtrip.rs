@@ -165,7 +165,7 @@ proptest! {
 
     #[test]
     fn batches_roundtrip(seq in any::<u64>(), readings in prop::collection::vec(arb_reading(), 0..20), split in any::<usize>()) {
-        assert_roundtrip(&GatewayToServer::Batch(ReadingBatch { seq, readings }), split);
+        assert_roundtrip(&ClientToServer::Batch(ReadingBatch { seq, readings }), split);
     }
 
     #[test]
@@ -177,7 +177,7 @@ proptest! {
 
     #[test]
     fn subscriptions_roundtrip(subscription in any::<u32>(), area in arb_geobox(), layers in prop::collection::vec(arb_domain(), 0..4), split in any::<usize>()) {
-        assert_roundtrip(&ViewerToServer::Subscribe(Subscribe { subscription, area, layers }), split);
+        assert_roundtrip(&ClientToServer::Subscribe(Subscribe { subscription, area, layers }), split);
     }
 
     #[test]
@@ -200,7 +200,7 @@ proptest! {
         let mut decoder = FrameDecoder::default();
         decoder.push(&bytes);
         for _ in 0..8 {
-            match decoder.next_message::<GatewayToServer>() {
+            match decoder.next_message::<ClientToServer>() {
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break,
             }

@@ -2,13 +2,15 @@
 //! into twin messages each tick and sends acknowledgements back.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bevy::prelude::*;
 use polis_net::{NetEvent, NetServer};
 use polis_protocol::BatchAck;
 use polis_twin::{
-    BatchApplied, BatchTicket, IncomingBatch, TwinSystems, ViewerConnected, ViewerDisconnected,
-    ViewerId, ViewerSubscribed,
+    BatchApplied, BatchTicket, IncomingBatch, IngestCounters, TwinSystems, TwinTick, ViewerBacklog,
+    ViewerConnected, ViewerDisconnected, ViewerId, ViewerSubscribed,
 };
 use tokio::sync::oneshot;
 
@@ -60,8 +62,69 @@ impl Plugin for NetBridgePlugin {
                     .before(TwinSystems::Interest),
             )
             .add_systems(Update, receive_net_events.in_set(NetSystems::Receive))
-            .add_systems(Update, send_acks.in_set(NetSystems::Acknowledge));
+            .add_systems(Update, send_acks.in_set(NetSystems::Acknowledge))
+            .add_systems(Last, export_metrics);
     }
+}
+
+/// Counters of the running server, shared with other threads (tests, and the
+/// metrics endpoint later). Updated once per tick.
+#[derive(Resource, Debug, Default)]
+pub struct ServerMetrics {
+    /// Ticks run.
+    pub ticks: AtomicU64,
+    /// Readings received, whatever their outcome.
+    pub readings_received: AtomicU64,
+    /// Readings that became their sensor's latest value.
+    pub readings_accepted: AtomicU64,
+    /// Readings older than the latest.
+    pub readings_stale: AtomicU64,
+    /// Exact repeats of the latest reading.
+    pub readings_duplicate: AtomicU64,
+    /// Readings refused.
+    pub readings_refused: AtomicU64,
+    /// Batches applied.
+    pub batches: AtomicU64,
+    /// Viewers connected to the twin.
+    pub viewers: AtomicU64,
+    /// Entries waiting in the fullest viewer mailbox at the last tick.
+    pub viewer_backlog_max: AtomicU64,
+    /// Highest `viewer_backlog_max` seen since start.
+    pub viewer_backlog_peak: AtomicU64,
+    /// Events waiting in the network channel at the last tick.
+    pub net_events_pending: AtomicU64,
+}
+
+/// Handle to the shared metrics.
+#[derive(Resource, Debug, Clone, Default)]
+pub struct MetricsHandle(pub Arc<ServerMetrics>);
+
+fn export_metrics(
+    metrics: Res<MetricsHandle>,
+    tick: Res<TwinTick>,
+    counters: Res<IngestCounters>,
+    backlog: Res<ViewerBacklog>,
+    link: Res<NetLink>,
+) {
+    let m = &metrics.0;
+    m.ticks.store(tick.0, Ordering::Relaxed);
+    m.readings_received
+        .store(counters.received, Ordering::Relaxed);
+    m.readings_accepted
+        .store(counters.accepted, Ordering::Relaxed);
+    m.readings_stale.store(counters.stale, Ordering::Relaxed);
+    m.readings_duplicate
+        .store(counters.duplicate, Ordering::Relaxed);
+    m.readings_refused
+        .store(counters.refused, Ordering::Relaxed);
+    m.batches.store(counters.batches, Ordering::Relaxed);
+    m.viewers.store(backlog.viewers as u64, Ordering::Relaxed);
+    m.viewer_backlog_max
+        .store(backlog.max_entries as u64, Ordering::Relaxed);
+    m.viewer_backlog_peak
+        .fetch_max(backlog.max_entries as u64, Ordering::Relaxed);
+    m.net_events_pending
+        .store(link.server.pending_events() as u64, Ordering::Relaxed);
 }
 
 fn receive_net_events(

@@ -9,7 +9,7 @@ pub mod cli;
 mod config;
 mod server;
 
-pub use bridge::{NetBridgePlugin, NetLink, NetSystems};
+pub use bridge::{MetricsHandle, NetBridgePlugin, NetLink, NetSystems, ServerMetrics};
 pub use config::{
     Config, ConfigError, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_TICK_HZ, Limits, TokenEntry,
     TokenTable, generated_token, token_sha256,

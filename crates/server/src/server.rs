@@ -15,7 +15,7 @@ use polis_scene::Scene;
 use polis_twin::TwinPlugin;
 use tracing::info;
 
-use crate::bridge::{NetBridgePlugin, NetLink};
+use crate::bridge::{MetricsHandle, NetBridgePlugin, NetLink, ServerMetrics};
 use crate::config::{Config, TokenTable, generated_token};
 
 /// The scene served when no other is configured (see `scenes/README.md`).
@@ -58,6 +58,7 @@ pub struct ServerStarted {
 /// A server running on its own threads; dropping it stops it.
 pub struct RunningServer {
     started: ServerStarted,
+    metrics: Arc<ServerMetrics>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -66,6 +67,11 @@ impl RunningServer {
     /// What it started with.
     pub fn started(&self) -> &ServerStarted {
         &self.started
+    }
+
+    /// Live counters, updated every tick.
+    pub fn metrics(&self) -> &ServerMetrics {
+        &self.metrics
     }
 
     /// A flag that stops the server when set (e.g. from a signal handler).
@@ -165,23 +171,33 @@ pub fn start(config: &Config, scene: Scene) -> anyhow::Result<RunningServer> {
     let tick = Duration::from_secs_f64(1.0 / config.tick_hz);
     let link = NetLink::new(net, config.limits.max_events_per_tick);
     let thread_stop = Arc::clone(&stop);
+    let metrics = MetricsHandle::default();
+    let thread_metrics = metrics.clone();
     let thread = std::thread::Builder::new()
         .name("polis-twin".into())
-        .spawn(move || run_ticks(scene, link, tick, &thread_stop))
+        .spawn(move || run_ticks(scene, link, thread_metrics, tick, &thread_stop))
         .context("cannot start the twin thread")?;
     Ok(RunningServer {
         started,
+        metrics: metrics.0,
         stop,
         thread: Some(thread),
     })
 }
 
 /// Builds the headless app and runs it at a fixed tick until `stop` is set.
-fn run_ticks(scene: Scene, link: NetLink, tick: Duration, stop: &AtomicBool) {
+fn run_ticks(
+    scene: Scene,
+    link: NetLink,
+    metrics: MetricsHandle,
+    tick: Duration,
+    stop: &AtomicBool,
+) {
     let mut app = App::new();
     app.add_plugins((TaskPoolPlugin::default(), TimePlugin))
         .add_plugins(TwinPlugin::new(scene))
         .insert_resource(link)
+        .insert_resource(metrics)
         .add_plugins(NetBridgePlugin);
     app.finish();
     app.cleanup();

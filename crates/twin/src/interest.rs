@@ -255,3 +255,25 @@ pub(crate) fn publish_values(
     // Forget viewers that are gone, keep the buffers of the others.
     per_viewer.retain(|viewer, _| viewers.contains(*viewer));
 }
+
+/// How much is waiting in viewer mailboxes, measured each tick after publishing.
+#[derive(Resource, Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ViewerBacklog {
+    /// Connected viewers.
+    pub viewers: usize,
+    /// Entries waiting in the fullest mailbox (bounded by its area's size).
+    pub max_entries: usize,
+    /// Entries waiting in all mailboxes together.
+    pub total_entries: usize,
+}
+
+pub(crate) fn measure_backlog(viewers: Query<&ViewerState>, mut backlog: ResMut<ViewerBacklog>) {
+    let mut measured = ViewerBacklog::default();
+    for viewer in &viewers {
+        let entries = viewer.mailbox.pending_entries();
+        measured.viewers += 1;
+        measured.max_entries = measured.max_entries.max(entries);
+        measured.total_entries += entries;
+    }
+    *backlog = measured;
+}

@@ -22,6 +22,7 @@ use polis_scene::Scene;
 pub use apply::{IngestCounters, classify_reading};
 pub use components::{AssetRecord, LatestReading, SensorRecord, StoredReading, ViewerState};
 pub use index::{IndexedItem, SpatialIndex};
+pub use interest::ViewerBacklog;
 pub use messages::{
     BatchApplied, BatchTicket, IncomingBatch, ViewerConnected, ViewerDisconnected, ViewerId,
     ViewerSubscribed,
@@ -64,6 +65,7 @@ impl Plugin for TwinPlugin {
             .init_resource::<apply::ChangedSensors>()
             .init_resource::<interest::Watchers>()
             .init_resource::<interest::ViewerDirectory>()
+            .init_resource::<ViewerBacklog>()
             .add_message::<IncomingBatch>()
             .add_message::<BatchApplied>()
             .add_message::<ViewerConnected>()
@@ -92,7 +94,9 @@ impl Plugin for TwinPlugin {
             )
             .add_systems(
                 Update,
-                interest::publish_values.in_set(TwinSystems::Publish),
+                (interest::publish_values, interest::measure_backlog)
+                    .chain()
+                    .in_set(TwinSystems::Publish),
             );
     }
 }

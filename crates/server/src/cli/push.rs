@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use polis_net::{ClientError, ClientOptions, Session};
 use polis_protocol::{
-    GatewayToServer, MAX_READINGS_PER_BATCH, Quality, Reading, ReadingBatch, ReadingOutcome, Role,
+    ClientToServer, MAX_READINGS_PER_BATCH, Quality, Reading, ReadingBatch, ReadingOutcome, Role,
     ServerToGateway,
 };
 
@@ -193,7 +193,7 @@ async fn push(
                 seq,
                 readings: chunk.iter().map(|(_, r)| r.clone()).collect(),
             };
-            session.send(&GatewayToServer::Batch(batch)).await?;
+            session.send(&ClientToServer::Batch(batch)).await?;
             in_flight.push_back((seq, lines, sensors));
             seq += 1;
             continue;

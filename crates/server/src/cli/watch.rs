@@ -9,8 +9,8 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use polis_net::{ClientError, ClientOptions, Session};
 use polis_protocol::{
-    Domain, GeoBox, Georeference, Role, SensorInfo, ServerToViewer, Subscribe, ValueUpdate,
-    ViewerToServer,
+    ClientToServer, Domain, GeoBox, Georeference, Role, SensorInfo, ServerToViewer, Subscribe,
+    ValueUpdate,
 };
 
 use super::{ServerArgs, client_runtime, format_time_ms};
@@ -174,7 +174,7 @@ async fn watch(
         json,
     };
     session
-        .send(&ViewerToServer::Subscribe(Subscribe {
+        .send(&ClientToServer::Subscribe(Subscribe {
             subscription: 1,
             area,
             layers,
