@@ -311,6 +311,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_file_is_valid_and_states_the_defaults() {
+        let text = include_str!("../../../polis.example.toml");
+        let example = Config::from_toml_str(text, Path::new("polis.example.toml"))
+            .expect("the example parses");
+        let defaults = Config::default();
+        assert_eq!(example.listen, defaults.listen);
+        assert_eq!(example.data_dir, defaults.data_dir);
+        assert_eq!(example.tick_hz, defaults.tick_hz);
+        assert_eq!(example.scene, defaults.scene);
+        assert!(example.tokens.is_empty());
+        let (e, d) = (&example.limits, &defaults.limits);
+        assert_eq!(
+            (
+                e.max_connections,
+                e.event_capacity,
+                e.max_events_per_tick,
+                e.gateway_window,
+                e.viewer_frame_bytes
+            ),
+            (
+                d.max_connections,
+                d.event_capacity,
+                d.max_events_per_tick,
+                d.gateway_window,
+                d.viewer_frame_bytes
+            )
+        );
+        // The commented token examples are valid once uncommented.
+        let uncommented: String = text
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|r| r.starts_with('[') || r.contains(" = "))
+                    .unwrap_or(l)
+            })
+            .filter(|l| !l.starts_with("scene"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let with_tokens = Config::from_toml_str(&uncommented, Path::new("uncommented.toml"))
+            .expect("the token examples parse");
+        assert_eq!(with_tokens.tokens.len(), 2);
+    }
+
+    #[test]
     fn defaults_when_empty() {
         let config = Config::from_toml_str("", Path::new("polis.toml")).expect("empty is valid");
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);

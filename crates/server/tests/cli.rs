@@ -1,0 +1,302 @@
+//! The `polis` binary as a newcomer uses it: `polis serve` with no arguments,
+//! then `polis push` and `polis watch` exactly as the README shows.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn polis() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_polis"))
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("polis runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A `polis serve` child process, interrupted when dropped.
+struct Serve {
+    child: Child,
+}
+
+impl Serve {
+    /// Starts `polis serve ARGS` in `dir` and waits for its banner.
+    fn start(dir: &Path, args: &[&str]) -> (Serve, Vec<String>) {
+        let mut child = polis()
+            .arg("serve")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("banner line");
+            let done = line.starts_with("viewer token");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        (Serve { child }, lines)
+    }
+
+    /// Sends SIGINT and waits for the exit status.
+    fn interrupt(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "polis serve did not stop on SIGINT"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token(dir: &Path, role: &str) -> String {
+    std::fs::read_to_string(dir.join("polis-data").join(format!("{role}.token")))
+        .expect("token file")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn serve_with_no_arguments_then_push_and_watch_as_documented() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (serve, banner) = Serve::start(dir.path(), &[]);
+    assert!(
+        banner[0].starts_with("polis serving scene `tiny`")
+            && banner[0].ends_with("127.0.0.1:4433"),
+        "{banner:?}"
+    );
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.starts_with("certificate SHA-256: ")),
+        "{banner:?}"
+    );
+    let fingerprint = banner
+        .iter()
+        .find_map(|l| l.strip_prefix("certificate SHA-256: "))
+        .expect("fingerprint line");
+    assert_eq!(fingerprint.len(), 32 * 3 - 1, "32 hex pairs: {fingerprint}");
+
+    let csv = dir.path().join("readings.csv");
+    std::fs::write(
+        &csv,
+        "sensor,time,value\n\
+         meter-b-west-1,2026-03-01T08:00:00Z,2.5\n\
+         meter-b-west-1,2026-03-01T08:15:00Z,3.1\n\
+         meter-b-west-1,2026-03-01T08:05:00Z,9.9\n\
+         air-west,2026-03-01T08:00:00Z,12\n\
+         flow-pipe-1,2026-03-01T08:00:00Z,40.5\n",
+    )
+    .expect("csv written");
+    let gateway_token = token(dir.path(), "gateway");
+    let pushed = run(polis()
+        .current_dir(dir.path())
+        .args([
+            "push",
+            "--cert",
+            "polis-data/tls/cert.pem",
+            "--token",
+            &gateway_token,
+        ])
+        .arg(&csv));
+    assert!(pushed.status.success(), "{}", text(&pushed.stderr));
+    assert_eq!(
+        text(&pushed.stdout).trim(),
+        "accepted 4, stale 1, duplicate 0, refused 0"
+    );
+
+    let viewer_token = token(dir.path(), "viewer");
+    let watched = run(polis().current_dir(dir.path()).args([
+        "watch",
+        "--cert",
+        "polis-data/tls/cert.pem",
+        "--token",
+        &viewer_token,
+        "--bbox",
+        "24.920,60.168,24.928,60.170",
+        "--for",
+        "1",
+        "--json",
+    ]));
+    assert!(watched.status.success(), "{}", text(&watched.stderr));
+    let lines: Vec<serde_json::Value> = text(&watched.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let mut seen: Vec<(String, String, f64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["sensor"].as_str().expect("sensor").to_owned(),
+                l["time"].as_str().expect("time").to_owned(),
+                l["value"].as_f64().expect("value"),
+            )
+        })
+        .collect();
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        seen,
+        [
+            (
+                "air-west".to_owned(),
+                "2026-03-01T08:00:00Z".to_owned(),
+                12.0
+            ),
+            (
+                "meter-b-west-1".to_owned(),
+                "2026-03-01T08:15:00Z".to_owned(),
+                3.1
+            ),
+        ],
+        "only the west box's latest values"
+    );
+    for line in &lines {
+        let lon = line["lon"].as_f64().expect("lon");
+        let lat = line["lat"].as_f64().expect("lat");
+        assert!((24.920..=24.928).contains(&lon) && (60.168..=60.170).contains(&lat));
+    }
+
+    // Refused readings make push fail, with the line and the reason.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "sensor,time,value\nno-such-sensor,2026-03-01T08:00:00Z,1\n",
+    )
+    .expect("csv written");
+    let refused = run(polis()
+        .current_dir(dir.path())
+        .args([
+            "push",
+            "--cert",
+            "polis-data/tls/cert.pem",
+            "--token",
+            &gateway_token,
+        ])
+        .arg(&bad));
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("line 2: sensor `no-such-sensor`: unknown sensor id"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    // A wrong token is refused with the reason.
+    let wrong = run(polis()
+        .current_dir(dir.path())
+        .args([
+            "push",
+            "--cert",
+            "polis-data/tls/cert.pem",
+            "--token",
+            "wrong-token-wrong-token",
+        ])
+        .arg(&csv));
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        text(&wrong.stderr).contains("unknown token"),
+        "{}",
+        text(&wrong.stderr)
+    );
+
+    let status = serve.interrupt();
+    assert!(status.success(), "clean exit on SIGINT: {status:?}");
+}
+
+#[test]
+fn scene_inspect_json_lists_every_sensor() {
+    let out = run(polis().args(["scene", "inspect", "--json"]));
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 12);
+    let meter = lines
+        .iter()
+        .find(|l| l["id"] == "meter-b-west-1")
+        .expect("meter listed");
+    assert_eq!(meter["domain"], "energy");
+    assert_eq!(meter["quantity"], "active_power");
+    assert_eq!(meter["unit"], "kW");
+    assert_eq!(meter["asset"], "b-west-1");
+    assert!(meter["lon"].as_f64().is_some() && meter["lat"].as_f64().is_some());
+}
+
+#[test]
+fn broken_inputs_are_refused_with_file_position_and_reason() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scene = dir.path().join("broken.json");
+    std::fs::write(
+        &scene,
+        "{\n  \"format\": \"polis-scene\",\n  \"version\": 1,\n  \"name\": \"x\",,\n}\n",
+    )
+    .expect("written");
+    let out = run(polis().args(["scene", "inspect"]).arg(&scene));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("broken.json:4:"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let config = dir.path().join("polis.toml");
+    std::fs::write(&config, "tick_hz = 20\nlisten = \"not an address\"\n").expect("written");
+    let out = run(polis().args(["serve", "--config"]).arg(&config));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("polis.toml:2:"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let csv = dir.path().join("r.csv");
+    std::fs::write(&csv, "sensor,time,value\na,yesterday,1\n").expect("written");
+    let out = run(polis()
+        .args(["push", "--cert", "none.pem", "--token", "x"])
+        .arg(&csv));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("r.csv:2: time `yesterday` is not RFC 3339"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["scene", "--help"],
+        vec!["scene", "inspect", "--help"],
+        vec!["push", "--help"],
+        vec!["watch", "--help"],
+    ] {
+        let out = run(polis().args(&args));
+        assert!(out.status.success(), "polis {args:?} --help");
+        assert!(text(&out.stdout).contains("Usage: polis"), "{args:?}");
+    }
+}
