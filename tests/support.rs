@@ -47,6 +47,10 @@ impl TestServer {
             listen: "127.0.0.1:0".parse().expect("address"),
             data_dir: data_dir.path().to_owned(),
             tick_hz: 50.0,
+            http: polis_server::Http {
+                enabled: true,
+                listen: "127.0.0.1:0".parse().expect("address"),
+            },
             tokens: vec![
                 TokenEntry {
                     name: None,

@@ -99,8 +99,10 @@ pub struct NetStats {
     pub protocol_errors: AtomicU64,
     /// Frames sent to viewers since start.
     pub viewer_frames_sent: AtomicU64,
-    /// Payload bytes sent to viewers since start.
+    /// Frame bytes sent to viewers since start.
     pub viewer_bytes_sent: AtomicU64,
+    /// Sensor values sent to viewers since start (snapshots and updates).
+    pub viewer_values_sent: AtomicU64,
 }
 
 /// Why the network edge could not start.
@@ -626,8 +628,12 @@ async fn serve_viewer(
             if frames.is_empty() {
                 continue;
             }
+            let values: usize = frames.iter().map(values_in).sum();
             match writer.send_all(&frames).await {
                 Ok(bytes) => {
+                    stats
+                        .viewer_values_sent
+                        .fetch_add(values as u64, Ordering::Relaxed);
                     stats
                         .viewer_bytes_sent
                         .fetch_add(bytes as u64, Ordering::Relaxed);
@@ -648,5 +654,25 @@ async fn serve_viewer(
         (SessionEnd::Protocol(error), _) => SessionEnd::Protocol(error),
         (_, Some(ended)) => ended,
         (ended, None) => ended,
+    }
+}
+
+/// Sensor values carried by a frame.
+fn values_in(frame: &ServerToViewer) -> usize {
+    match frame {
+        ServerToViewer::Error(_) => 0,
+        ServerToViewer::Snapshot(snapshot) => snapshot
+            .sensors
+            .iter()
+            .filter(|s| s.latest.is_some())
+            .count(),
+        ServerToViewer::Update(update) => {
+            update.values.len()
+                + update
+                    .entered_sensors
+                    .iter()
+                    .filter(|s| s.latest.is_some())
+                    .count()
+        }
     }
 }

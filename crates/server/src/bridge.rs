@@ -2,8 +2,7 @@
 //! into twin messages each tick and sends acknowledgements back.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use bevy::prelude::*;
 use polis_net::{NetEvent, NetServer};
@@ -13,6 +12,8 @@ use polis_twin::{
     ViewerConnected, ViewerDisconnected, ViewerId, ViewerSubscribed,
 };
 use tokio::sync::oneshot;
+
+use crate::metrics::ObservedHandle;
 
 /// When the bridge's systems run.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,46 +68,14 @@ impl Plugin for NetBridgePlugin {
     }
 }
 
-/// Counters of the running server, shared with other threads (tests, and the
-/// metrics endpoint later). Updated once per tick.
-#[derive(Resource, Debug, Default)]
-pub struct ServerMetrics {
-    /// Ticks run.
-    pub ticks: AtomicU64,
-    /// Readings received, whatever their outcome.
-    pub readings_received: AtomicU64,
-    /// Readings that became their sensor's latest value.
-    pub readings_accepted: AtomicU64,
-    /// Readings older than the latest.
-    pub readings_stale: AtomicU64,
-    /// Exact repeats of the latest reading.
-    pub readings_duplicate: AtomicU64,
-    /// Readings refused.
-    pub readings_refused: AtomicU64,
-    /// Batches applied.
-    pub batches: AtomicU64,
-    /// Viewers connected to the twin.
-    pub viewers: AtomicU64,
-    /// Entries waiting in the fullest viewer mailbox at the last tick.
-    pub viewer_backlog_max: AtomicU64,
-    /// Highest `viewer_backlog_max` seen since start.
-    pub viewer_backlog_peak: AtomicU64,
-    /// Events waiting in the network channel at the last tick.
-    pub net_events_pending: AtomicU64,
-}
-
-/// Handle to the shared metrics.
-#[derive(Resource, Debug, Clone, Default)]
-pub struct MetricsHandle(pub Arc<ServerMetrics>);
-
 fn export_metrics(
-    metrics: Res<MetricsHandle>,
+    observed: Res<ObservedHandle>,
     tick: Res<TwinTick>,
     counters: Res<IngestCounters>,
     backlog: Res<ViewerBacklog>,
     link: Res<NetLink>,
 ) {
-    let m = &metrics.0;
+    let m = &observed.0.metrics;
     m.ticks.store(tick.0, Ordering::Relaxed);
     m.readings_received
         .store(counters.received, Ordering::Relaxed);

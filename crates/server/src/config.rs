@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use polis_protocol::{Role, TokenLookup};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Default UDP address: loopback only, so nothing is exposed by accident.
@@ -14,7 +14,19 @@ pub const DEFAULT_DATA_DIR: &str = "polis-data";
 /// Default simulation tick rate, Hz.
 pub const DEFAULT_TICK_HZ: f64 = 20.0;
 
-/// Why a configuration file was refused.
+/// Default address of the HTTP endpoint (health, readiness, metrics).
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9433";
+
+/// One thing wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The setting, as a dotted key (`limits.gateway_window`).
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
@@ -37,37 +49,43 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
-    /// A setting has a value outside its range.
-    #[error("{path}: `{key}`: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// The setting.
-        key: String,
+    /// An override from the environment or the command line is not valid.
+    #[error("{source_name}: {message}")]
+    Override {
+        /// The environment variable or flag.
+        source_name: String,
         /// What is wrong.
         message: String,
+    },
+    /// Settings have values outside their range; every problem is listed.
+    #[error("{}", problems.iter().map(|p| format!("{}: `{}`: {}", origin.display(), p.key, p.message)).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// The file (or `<defaults>`).
+        origin: PathBuf,
+        /// Every problem found.
+        problems: Vec<ConfigProblem>,
     },
 }
 
 /// One access token as written in `polis.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenEntry {
     /// Who holds it, for logs (e.g. `substation-gateway-3`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The role it grants.
     pub role: Role,
     /// The token itself (prefer `sha256`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     /// Hex SHA-256 of the token, so the file holds no secret.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
 }
 
 /// Limits that protect the server from overload.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Most simultaneous connections.
@@ -94,8 +112,27 @@ impl Default for Limits {
     }
 }
 
+/// The HTTP endpoint for health checks and Prometheus metrics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Whether to serve it.
+    pub enabled: bool,
+    /// TCP address; loopback unless you mean to expose metrics.
+    pub listen: SocketAddr,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9433)),
+        }
+    }
+}
+
 /// The server's configuration (every field has a default).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// UDP address to listen on.
@@ -103,31 +140,33 @@ pub struct Config {
     /// Directory for the TLS identity, generated tokens and later history.
     pub data_dir: PathBuf,
     /// Scene file to serve; the bundled scene when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scene: Option<PathBuf>,
     /// Simulation ticks per second.
     pub tick_hz: f64,
     /// Extra names (host names, IP addresses) for the generated certificate.
     pub tls_names: Vec<String>,
+    /// Health and metrics endpoint.
+    pub http: Http,
+    /// Overload protection.
+    pub limits: Limits,
     /// Access tokens; when none is configured, one per role is generated in
     /// the data directory on first start.
     #[serde(rename = "token")]
     pub tokens: Vec<TokenEntry>,
-    /// Overload protection.
-    pub limits: Limits,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: DEFAULT_LISTEN
-                .parse()
-                .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 4433))),
+            listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             scene: None,
             tick_hz: DEFAULT_TICK_HZ,
             tls_names: Vec::new(),
-            tokens: Vec::new(),
+            http: Http::default(),
             limits: Limits::default(),
+            tokens: Vec::new(),
         }
     }
 }
@@ -142,56 +181,171 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Settings that may come from the environment, as dotted keys; the variable
+/// is `POLIS_` followed by the key in upper case with `.` as `_`
+/// (`limits.gateway_window` → `POLIS_LIMITS_GATEWAY_WINDOW`).
+pub const ENV_KEYS: [&str; 12] = [
+    "listen",
+    "data_dir",
+    "scene",
+    "tick_hz",
+    "http.enabled",
+    "http.listen",
+    "limits.max_connections",
+    "limits.event_capacity",
+    "limits.max_events_per_tick",
+    "limits.gateway_window",
+    "limits.viewer_frame_bytes",
+    "tls_names",
+];
+
+/// The environment variable for a dotted key.
+pub fn env_var_for(key: &str) -> String {
+    format!("POLIS_{}", key.to_uppercase().replace('.', "_"))
+}
+
+/// A value given as text (environment, flag) as TOML: numbers and booleans
+/// as such, comma-separated lists for list settings, anything else a string.
+fn override_value(key: &str, text: &str) -> toml::Value {
+    if key == "tls_names" {
+        return toml::Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
+        );
+    }
+    if let Ok(value) = text.parse::<i64>() {
+        return toml::Value::Integer(value);
+    }
+    if let Ok(value) = text.parse::<f64>() {
+        return toml::Value::Float(value);
+    }
+    if let Ok(value) = text.parse::<bool>() {
+        return toml::Value::Boolean(value);
+    }
+    toml::Value::String(text.to_owned())
+}
+
+fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) {
+    match key.split_once('.') {
+        Some((head, rest)) => {
+            let entry = table
+                .entry(head.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(inner) = entry {
+                set_dotted(inner, rest, value);
+            }
+        }
+        None => {
+            table.insert(key.to_owned(), value);
+        }
+    }
+}
+
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Config::from_toml_str(&text, path)
+        Config::layered(Some(path), &[])
     }
 
     /// Parses and checks configuration text; `path` names it in errors.
     pub fn from_toml_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|err| {
-            let (line, column) = err
-                .span()
-                .map_or((1, 1), |span| line_column(text, span.start));
-            ConfigError::Syntax {
-                path: path.to_owned(),
-                line,
-                column,
-                message: err.message().to_owned(),
-            }
-        })?;
+        let config: Config = toml::from_str(text).map_err(|err| syntax_error(text, path, err))?;
         config.check(path)?;
         Ok(config)
     }
 
-    fn check(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: &str| ConfigError::Invalid {
-            path: path.to_owned(),
-            key: key.to_owned(),
-            message: message.to_owned(),
+    /// The effective configuration: defaults, then the file (if any), then
+    /// each override in order (`(source name, dotted key, value text)`, e.g.
+    /// environment variables, then command-line flags), then checked.
+    pub fn layered(
+        file: Option<&Path>,
+        overrides: &[(String, &str, String)],
+    ) -> Result<Config, ConfigError> {
+        let (mut table, origin) = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                // Type errors in the file are reported with their line first.
+                toml::from_str::<Config>(&text).map_err(|err| syntax_error(&text, path, err))?;
+                (parse_table(&text, path)?, path.to_owned())
+            }
+            None => (toml::Table::new(), PathBuf::from("<defaults>")),
+        };
+        for (source_name, key, text) in overrides {
+            set_dotted(&mut table, key, override_value(key, text));
+            table_to_config(table.clone(), &|err: toml::de::Error| {
+                ConfigError::Override {
+                    source_name: source_name.clone(),
+                    message: format!("`{key}` = `{text}`: {}", err.message()),
+                }
+            })?;
+        }
+        let config = table_to_config(table, &|err: toml::de::Error| ConfigError::Override {
+            source_name: "configuration".into(),
+            message: err.message().to_owned(),
+        })?;
+        config.check(&origin)?;
+        Ok(config)
+    }
+
+    /// Every override present in `env` for [`ENV_KEYS`], as
+    /// `(variable, key, value)`.
+    pub fn env_overrides(
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Vec<(String, &'static str, String)> {
+        ENV_KEYS
+            .iter()
+            .filter_map(|key| {
+                let var = env_var_for(key);
+                env(&var).map(|value| (var, *key, value))
+            })
+            .collect()
+    }
+
+    /// The configuration as TOML with every token secret replaced by its
+    /// SHA-256 (which authenticates the same and reveals nothing).
+    pub fn to_toml_redacted(&self) -> String {
+        let mut shown = self.clone();
+        for token in &mut shown.tokens {
+            if let Some(secret) = token.token.take() {
+                token.sha256 = Some(token_sha256(&secret));
+            }
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|err| format!("# cannot show: {err}\n"))
+    }
+
+    /// Every problem with the values, all at once.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: &str| {
+            problems.push(ConfigProblem {
+                key: key.to_owned(),
+                message: message.to_owned(),
+            });
         };
         if !(self.tick_hz.is_finite() && self.tick_hz > 0.0 && self.tick_hz <= 1000.0) {
-            return Err(invalid("tick_hz", "must be a number in (0, 1000]"));
+            problem("tick_hz", "must be a number in (0, 1000]");
         }
         for (index, entry) in self.tokens.iter().enumerate() {
             let key = format!("token[{index}]");
             match (&entry.token, &entry.sha256) {
-                (Some(_), Some(_)) => {
-                    return Err(invalid(&key, "give either `token` or `sha256`, not both"));
-                }
-                (None, None) => return Err(invalid(&key, "needs `token` or `sha256`")),
+                (Some(_), Some(_)) => problem(&key, "give either `token` or `sha256`, not both"),
+                (None, None) => problem(&key, "needs `token` or `sha256`"),
                 (Some(token), None) if token.len() < 16 => {
-                    return Err(invalid(&key, "tokens must be at least 16 characters"));
+                    problem(&key, "tokens must be at least 16 characters");
                 }
                 (None, Some(hash))
                     if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) =>
                 {
-                    return Err(invalid(&key, "`sha256` must be 64 hex digits"));
+                    problem(&key, "`sha256` must be 64 hex digits");
                 }
                 _ => {}
             }
@@ -204,17 +358,61 @@ impl Config {
             ("limits.gateway_window", limits.gateway_window),
         ] {
             if value == 0 {
-                return Err(invalid(key, "must be at least 1"));
+                problem(key, "must be at least 1");
             }
         }
         if !(4096..=polis_protocol::MAX_FRAME_BYTES).contains(&limits.viewer_frame_bytes) {
-            return Err(invalid(
+            problem(
                 "limits.viewer_frame_bytes",
                 "must be between 4096 and 1048576",
-            ));
+            );
         }
-        Ok(())
+        if self.http.enabled
+            && self.http.listen.port() == self.listen.port()
+            && self.http.listen.ip() == self.listen.ip()
+        {
+            // Different protocols (TCP vs UDP) could share it, but it is
+            // almost always a typo.
+            problem("http.listen", "uses the same address as `listen`");
+        }
+        problems
     }
+
+    fn check(&self, origin: &Path) -> Result<(), ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                problems,
+            })
+        }
+    }
+}
+
+fn parse_table(text: &str, path: &Path) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>()
+        .map_err(|err| syntax_error(text, path, err))
+}
+
+fn syntax_error(text: &str, path: &Path, err: toml::de::Error) -> ConfigError {
+    let (line, column) = err
+        .span()
+        .map_or((1, 1), |span| line_column(text, span.start));
+    ConfigError::Syntax {
+        path: path.to_owned(),
+        line,
+        column,
+        message: err.message().to_owned(),
+    }
+}
+
+fn table_to_config(
+    table: toml::Table,
+    error: &dyn Fn(toml::de::Error) -> ConfigError,
+) -> Result<Config, ConfigError> {
+    Config::deserialize(toml::Value::Table(table)).map_err(error)
 }
 
 /// Hex SHA-256 of a token, as stored in `polis.toml`.
@@ -320,6 +518,8 @@ mod tests {
         assert_eq!(example.data_dir, defaults.data_dir);
         assert_eq!(example.tick_hz, defaults.tick_hz);
         assert_eq!(example.scene, defaults.scene);
+        assert_eq!(example.http.listen, defaults.http.listen);
+        assert_eq!(example.http.enabled, defaults.http.enabled);
         assert!(example.tokens.is_empty());
         let (e, d) = (&example.limits, &defaults.limits);
         assert_eq!(
@@ -376,6 +576,61 @@ mod tests {
             err.to_string(),
             "p.toml: `tick_hz`: must be a number in (0, 1000]"
         );
+    }
+
+    #[test]
+    fn command_line_beats_environment_beats_file_beats_defaults() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("polis.toml");
+        std::fs::write(
+            &path,
+            "tick_hz = 10\ndata_dir = \"from-file\"\n[limits]\ngateway_window = 3\n",
+        )
+        .expect("written");
+        let env = |var: &str| match var {
+            "POLIS_TICK_HZ" => Some("30".to_owned()),
+            "POLIS_LIMITS_GATEWAY_WINDOW" => Some("7".to_owned()),
+            "POLIS_TLS_NAMES" => Some("twin.example.org, 10.0.0.5".to_owned()),
+            _ => None,
+        };
+        let mut overrides = Config::env_overrides(env);
+        overrides.push(("--tick-hz".into(), "tick_hz", "40".into()));
+        let config = Config::layered(Some(&path), &overrides).expect("valid");
+        assert_eq!(config.tick_hz, 40.0, "flag wins");
+        assert_eq!(config.limits.gateway_window, 7, "environment beats file");
+        assert_eq!(
+            config.data_dir,
+            PathBuf::from("from-file"),
+            "file beats default"
+        );
+        assert_eq!(
+            config.limits.event_capacity,
+            Limits::default().event_capacity
+        );
+        assert_eq!(config.tls_names, ["twin.example.org", "10.0.0.5"]);
+
+        let bad = [("POLIS_TICK_HZ".to_owned(), "tick_hz", "fast".to_owned())];
+        let err = Config::layered(Some(&path), &bad).expect_err("not a number");
+        assert!(
+            err.to_string()
+                .starts_with("POLIS_TICK_HZ: `tick_hz` = `fast`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn shown_configuration_hides_secrets_and_reads_back() {
+        let text = "[[token]]\nrole = \"gateway\"\ntoken = \"gateway-secret-123456\"\n";
+        let config = Config::from_toml_str(text, Path::new("p.toml")).expect("valid");
+        let shown = config.to_toml_redacted();
+        assert!(!shown.contains("gateway-secret-123456"), "{shown}");
+        assert!(
+            shown.contains(&token_sha256("gateway-secret-123456")),
+            "{shown}"
+        );
+        let again = Config::from_toml_str(&shown, Path::new("shown.toml")).expect("reads back");
+        assert_eq!(again.listen, config.listen);
+        assert_eq!(again.limits.gateway_window, config.limits.gateway_window);
     }
 
     #[test]

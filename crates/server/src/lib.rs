@@ -7,11 +7,19 @@
 mod bridge;
 pub mod cli;
 mod config;
+mod http;
+mod metrics;
 mod server;
 
-pub use bridge::{MetricsHandle, NetBridgePlugin, NetLink, NetSystems, ServerMetrics};
+pub use bridge::{NetBridgePlugin, NetLink, NetSystems};
 pub use config::{
-    Config, ConfigError, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_TICK_HZ, Limits, TokenEntry,
-    TokenTable, generated_token, token_sha256,
+    Config, ConfigError, ConfigProblem, DEFAULT_DATA_DIR, DEFAULT_HTTP_LISTEN, DEFAULT_LISTEN,
+    DEFAULT_TICK_HZ, ENV_KEYS, Http, Limits, TokenEntry, TokenTable, env_var_for, generated_token,
+    token_sha256,
 };
-pub use server::{BUNDLED_SCENE, RunningServer, ServerStarted, bundled_scene, load_scene, start};
+pub use http::HttpEndpoint;
+pub use metrics::{Observed, ObservedHandle, SceneFacts, ServerMetrics, render_prometheus};
+pub use server::{
+    BUNDLED_SCENE, RunningServer, ServerStarted, bundled_scene, load_scene, start, start_http,
+    start_with,
+};

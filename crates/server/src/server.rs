@@ -15,8 +15,10 @@ use polis_scene::Scene;
 use polis_twin::TwinPlugin;
 use tracing::info;
 
-use crate::bridge::{MetricsHandle, NetBridgePlugin, NetLink, ServerMetrics};
+use crate::bridge::{NetBridgePlugin, NetLink};
 use crate::config::{Config, TokenTable, generated_token};
+use crate::http::HttpEndpoint;
+use crate::metrics::{Observed, ObservedHandle, SceneFacts, ServerMetrics};
 
 /// The scene served when no other is configured (see `scenes/README.md`).
 pub const BUNDLED_SCENE: &str = include_str!("../../../scenes/tiny.json");
@@ -58,7 +60,8 @@ pub struct ServerStarted {
 /// A server running on its own threads; dropping it stops it.
 pub struct RunningServer {
     started: ServerStarted,
-    metrics: Arc<ServerMetrics>,
+    observed: Arc<Observed>,
+    http: Option<HttpEndpoint>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -71,7 +74,17 @@ impl RunningServer {
 
     /// Live counters, updated every tick.
     pub fn metrics(&self) -> &ServerMetrics {
-        &self.metrics
+        &self.observed.metrics
+    }
+
+    /// Readiness and every counter, as the HTTP endpoint shows them.
+    pub fn observed(&self) -> &Arc<Observed> {
+        &self.observed
+    }
+
+    /// Address of the HTTP endpoint, if enabled.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().map(HttpEndpoint::local_addr)
     }
 
     /// A flag that stops the server when set (e.g. from a signal handler).
@@ -96,6 +109,8 @@ impl RunningServer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        self.observed.ready.store(false, Ordering::SeqCst);
+        self.http.take();
     }
 }
 
@@ -105,9 +120,40 @@ impl Drop for RunningServer {
     }
 }
 
-/// Starts a server for `config` serving `scene`: binds the network edge and
-/// runs the twin's tick loop on the `polis-twin` thread.
+/// Starts a server for `config` serving `scene`: the HTTP endpoint (if
+/// enabled), the network edge, and the twin's tick loop on the `polis-twin`
+/// thread.
 pub fn start(config: &Config, scene: Scene) -> anyhow::Result<RunningServer> {
+    let observed = Arc::new(Observed::default());
+    let http = start_http(config, &observed)?;
+    start_with(config, scene, observed, http)
+}
+
+/// Starts the HTTP endpoint alone, so that `/healthz` and `/readyz` answer
+/// while the scene is still loading.
+pub fn start_http(
+    config: &Config,
+    observed: &Arc<Observed>,
+) -> anyhow::Result<Option<HttpEndpoint>> {
+    if !config.http.enabled {
+        return Ok(None);
+    }
+    HttpEndpoint::start(config.http.listen, Arc::clone(observed)).map(Some)
+}
+
+/// Starts the server around an already running HTTP endpoint (see
+/// [`start_http`]); `observed` is what that endpoint shows.
+pub fn start_with(
+    config: &Config,
+    scene: Scene,
+    observed: Arc<Observed>,
+    http: Option<HttpEndpoint>,
+) -> anyhow::Result<RunningServer> {
+    let _ = observed.scene.set(SceneFacts {
+        name: scene.name.clone(),
+        assets: scene.assets.len(),
+        sensors: scene.sensors.len(),
+    });
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -156,6 +202,7 @@ pub fn start(config: &Config, scene: Scene) -> anyhow::Result<RunningServer> {
         gateway_window: config.limits.gateway_window,
         viewer_frame_bytes: config.limits.viewer_frame_bytes,
     })?;
+    let _ = observed.net.set(Arc::clone(net.stats()));
     let started = ServerStarted {
         local_addr: net.local_addr(),
         cert_path,
@@ -171,15 +218,15 @@ pub fn start(config: &Config, scene: Scene) -> anyhow::Result<RunningServer> {
     let tick = Duration::from_secs_f64(1.0 / config.tick_hz);
     let link = NetLink::new(net, config.limits.max_events_per_tick);
     let thread_stop = Arc::clone(&stop);
-    let metrics = MetricsHandle::default();
-    let thread_metrics = metrics.clone();
+    let thread_observed = ObservedHandle(Arc::clone(&observed));
     let thread = std::thread::Builder::new()
         .name("polis-twin".into())
-        .spawn(move || run_ticks(scene, link, thread_metrics, tick, &thread_stop))
+        .spawn(move || run_ticks(scene, link, thread_observed, tick, &thread_stop))
         .context("cannot start the twin thread")?;
     Ok(RunningServer {
         started,
-        metrics: metrics.0,
+        observed,
+        http,
         stop,
         thread: Some(thread),
     })
@@ -189,7 +236,7 @@ pub fn start(config: &Config, scene: Scene) -> anyhow::Result<RunningServer> {
 fn run_ticks(
     scene: Scene,
     link: NetLink,
-    metrics: MetricsHandle,
+    observed: ObservedHandle,
     tick: Duration,
     stop: &AtomicBool,
 ) {
@@ -197,7 +244,7 @@ fn run_ticks(
     app.add_plugins((TaskPoolPlugin::default(), TimePlugin))
         .add_plugins(TwinPlugin::new(scene))
         .insert_resource(link)
-        .insert_resource(metrics)
+        .insert_resource(observed.clone())
         .add_plugins(NetBridgePlugin);
     app.finish();
     app.cleanup();
@@ -205,6 +252,8 @@ fn run_ticks(
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
         app.update();
+        observed.0.metrics.observe_tick(started.elapsed());
+        observed.0.ready.store(true, Ordering::Relaxed);
         if app.should_exit().is_some() {
             break;
         }
@@ -212,6 +261,7 @@ fn run_ticks(
             std::thread::sleep(rest);
         }
     }
+    observed.0.ready.store(false, Ordering::SeqCst);
     info!("twin stopping; closing connections");
     // Dropping the world drops the network link, which closes every
     // connection with the reason "server shutting down".

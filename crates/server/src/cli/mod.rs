@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod config;
 mod push;
 mod scene;
 mod serve;
@@ -15,7 +16,7 @@ mod watch;
 #[command(name = "polis", version, about, long_about = None)]
 pub struct Cli {
     /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "POLIS_LOG_FORMAT")]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -34,6 +35,9 @@ enum LogFormat {
 enum Command {
     /// Run the headless server (on the bundled scene unless told otherwise).
     Serve(serve::ServeArgs),
+    /// Check or show the server's configuration.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Work with scene files.
     #[command(subcommand)]
     Scene(scene::SceneCommand),
@@ -78,6 +82,7 @@ pub fn run() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Config(command) => config::run(command),
         Command::Scene(command) => scene::run(command),
         Command::Push(args) => push::run(args),
         Command::Watch(args) => watch::run(args),

@@ -10,14 +10,15 @@ use anyhow::Context as _;
 use clap::Args;
 use tracing::info;
 
-use crate::{Config, load_scene, start};
+use crate::{Config, Observed, load_scene, start_http, start_with};
 
-/// Arguments of `polis serve`; each overrides the config file.
+/// Arguments of `polis serve`; each overrides the environment (`POLIS_…`),
+/// which overrides the config file, which overrides the defaults.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Configuration file (see `polis.example.toml`).
-    #[arg(long)]
-    config: Option<PathBuf>,
+    #[arg(long, env = "POLIS_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
     /// Scene file to serve instead of the bundled one.
     #[arg(long)]
     scene: Option<PathBuf>,
@@ -32,29 +33,38 @@ pub(crate) struct ServeArgs {
     tick_hz: Option<f64>,
 }
 
+/// The effective configuration for `args`: defaults, file, environment, flags.
+pub(crate) fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut overrides = Config::env_overrides(|var| std::env::var(var).ok());
+    let flags = [
+        ("--listen", "listen", args.listen.map(|a| a.to_string())),
+        (
+            "--data-dir",
+            "data_dir",
+            args.data_dir.as_ref().map(|d| d.display().to_string()),
+        ),
+        (
+            "--scene",
+            "scene",
+            args.scene.as_ref().map(|s| s.display().to_string()),
+        ),
+        ("--tick-hz", "tick_hz", args.tick_hz.map(|t| t.to_string())),
+    ];
+    for (flag, key, value) in flags {
+        if let Some(value) = value {
+            overrides.push((flag.to_owned(), key, value));
+        }
+    }
+    Ok(Config::layered(args.config.as_deref(), &overrides)?)
+}
+
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    if let Some(scene) = args.scene {
-        config.scene = Some(scene);
-    }
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    if let Some(data_dir) = args.data_dir {
-        config.data_dir = data_dir;
-    }
-    if let Some(tick_hz) = args.tick_hz {
-        anyhow::ensure!(
-            tick_hz.is_finite() && tick_hz > 0.0 && tick_hz <= 1000.0,
-            "--tick-hz must be in (0, 1000]"
-        );
-        config.tick_hz = tick_hz;
-    }
+    let config = effective_config(&args)?;
+    // Health and readiness answer while the scene loads.
+    let observed = Arc::new(Observed::default());
+    let http = start_http(&config, &observed)?;
     let scene = load_scene(config.scene.as_deref())?;
-    let server = start(&config, scene)?;
+    let server = start_with(&config, scene, observed, http)?;
     let started = server.started().clone();
     println!(
         "polis serving scene `{}` ({} assets, {} sensors) on {}",
@@ -70,6 +80,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     );
     println!("certificate SHA-256: {}", started.fingerprint_sha256);
+    if let Some(addr) = server.http_addr() {
+        println!("health and metrics: http://{addr}/metrics");
+    }
     for (role, path) in &started.generated_tokens {
         println!("{} token: {}", role.as_str(), path.display());
     }
