@@ -13,11 +13,13 @@
 
 mod client;
 mod framing;
+mod gateway;
 mod server;
 mod tls;
 
 pub use client::{ClientError, ClientOptions, Session};
 pub use framing::FrameError;
+pub use gateway::{GatewayClient, GatewayOptions};
 pub use server::{NetEvent, NetServer, NetServerConfig, NetStats, ServerError, ServerInfo};
 pub use tls::{ServerIdentity, TlsError, client_crypto, load_or_create_identity};
 

@@ -31,8 +31,9 @@ pub enum NetEvent {
         gateway: u64,
         /// The readings.
         batch: ReadingBatch,
-        /// Where the acknowledgement goes.
-        reply: oneshot::Sender<BatchAck>,
+        /// Where the acknowledgement goes once the batch is applied and
+        /// durable, or the error that prevented it.
+        reply: oneshot::Sender<Result<BatchAck, ProtocolError>>,
     },
     /// A viewer completed its handshake; fill `mailbox` for it from now on.
     ViewerConnected {
@@ -127,6 +128,7 @@ pub enum ServerError {
 /// The running network edge. Dropping it shuts the endpoint down.
 pub struct NetServer {
     events: mpsc::Receiver<NetEvent>,
+    closing: tokio::sync::watch::Sender<bool>,
     local_addr: SocketAddr,
     stats: Arc<NetStats>,
     shutdown: Arc<Notify>,
@@ -143,6 +145,8 @@ impl std::fmt::Debug for NetServer {
 
 struct Context {
     events: mpsc::Sender<NetEvent>,
+    /// Becomes true when the server begins to close: sessions stop reading.
+    closing: tokio::sync::watch::Receiver<bool>,
     tokens: Arc<dyn TokenLookup + Send + Sync>,
     info: ServerInfo,
     gateway_window: usize,
@@ -155,6 +159,9 @@ impl NetServer {
     /// Binds the endpoint and starts the `polis-net` thread.
     pub fn start(config: NetServerConfig) -> Result<NetServer, ServerError> {
         let crypto = config.identity.server_crypto()?;
+        let reset_key =
+            ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &config.identity.reset_secret());
+        let endpoint_config = quinn::EndpointConfig::new(Arc::new(reset_key));
         let quic_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
             .map_err(|err| TlsError::Rustls(rustls::Error::General(err.to_string())))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_crypto));
@@ -167,10 +174,12 @@ impl NetServer {
         server_config.transport_config(Arc::new(transport));
 
         let (events_tx, events_rx) = mpsc::channel(config.event_capacity.max(1));
+        let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
         let stats = Arc::new(NetStats::default());
         let shutdown = Arc::new(Notify::new());
         let context = Arc::new(Context {
             events: events_tx,
+            closing: closing_rx,
             tokens: config.tokens,
             info: config.info,
             gateway_window: config.gateway_window.max(1),
@@ -196,7 +205,15 @@ impl NetServer {
                     }
                 };
                 runtime.block_on(async move {
-                    let endpoint = match quinn::Endpoint::server(server_config, listen) {
+                    let endpoint = std::net::UdpSocket::bind(listen).and_then(|socket| {
+                        quinn::Endpoint::new(
+                            endpoint_config,
+                            Some(server_config),
+                            socket,
+                            Arc::new(quinn::TokioRuntime),
+                        )
+                    });
+                    let endpoint = match endpoint {
                         Ok(endpoint) => endpoint,
                         Err(source) => {
                             let _ = bound_tx.send(Err(ServerError::Bind {
@@ -229,6 +246,7 @@ impl NetServer {
         };
         Ok(NetServer {
             events: events_rx,
+            closing: closing_tx,
             local_addr,
             stats,
             shutdown,
@@ -256,12 +274,22 @@ impl NetServer {
         &self.stats
     }
 
-    /// Closes every connection with a reason and stops the thread.
+    /// First step of a clean shutdown: refuse new connections and stop
+    /// reading from clients, but keep delivering what the twin still answers
+    /// (acknowledgements of batches already received). The twin then applies
+    /// what is left in the channel, and [`NetServer::shutdown`] closes.
+    pub fn begin_close(&self) {
+        let _ = self.closing.send(true);
+    }
+
+    /// Closes every connection with the reason "server shutting down" (after
+    /// sending the acknowledgements still due) and stops the thread.
     pub fn shutdown(mut self) {
         self.stop();
     }
 
     fn stop(&mut self) {
+        let _ = self.closing.send(true);
         self.shutdown.notify_one();
         // Refuse whatever is still queued so connections waiting on acks end.
         self.events.close();
@@ -287,9 +315,13 @@ async fn accept_loop(
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => incoming,
-            () = shutdown.notified() => return,
+            () = shutdown.notified() => break,
         };
-        let Some(incoming) = incoming else { return };
+        let Some(incoming) = incoming else { break };
+        if *context.closing.borrow() {
+            incoming.refuse();
+            continue;
+        }
         if live.load(Ordering::Relaxed) as usize >= max_connections {
             debug!(remote = %incoming.remote_address(), "connection limit reached; refusing");
             incoming.refuse();
@@ -302,6 +334,12 @@ async fn accept_loop(
             handle_connection(incoming, &context).await;
             live.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+    // Sessions wind down on their own (they watch `closing`); give them a
+    // bounded time to deliver their last acknowledgements and reasons.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while live.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -455,6 +493,10 @@ async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
             warn!(%remote, connection = id, "closing after protocol error: {error}");
             close_with_error(&connection, &mut writer, error).await;
         }
+        SessionEnd::Refused(error) => {
+            warn!(%remote, connection = id, "closing: {error}");
+            close_with_error(&connection, &mut writer, error).await;
+        }
     }
 }
 
@@ -485,6 +527,8 @@ enum SessionEnd {
     ServerStopping,
     /// The client broke the protocol.
     Protocol(ProtocolError),
+    /// The server could not serve the client (e.g. storage failure).
+    Refused(ProtocolError),
 }
 
 fn read_end(err: FrameError) -> SessionEnd {
@@ -502,10 +546,15 @@ async fn serve_gateway(
     writer: &mut FrameWriter,
 ) -> SessionEnd {
     let (pending_tx, mut pending_rx) =
-        mpsc::channel::<oneshot::Receiver<BatchAck>>(context.gateway_window);
+        mpsc::channel::<oneshot::Receiver<Result<BatchAck, ProtocolError>>>(context.gateway_window);
+    let mut closing = context.closing.clone();
     let read_side = async move {
         loop {
-            let message = match reader.next::<ClientToServer>().await {
+            let next = tokio::select! {
+                next = reader.next::<ClientToServer>() => next,
+                _ = closing.wait_for(|closing| *closing) => return SessionEnd::ServerStopping,
+            };
+            let message = match next {
                 Ok(message) => message,
                 Err(err) => return read_end(err),
             };
@@ -546,8 +595,10 @@ async fn serve_gateway(
     };
     let write_side = async {
         while let Some(answer) = pending_rx.recv().await {
-            let Ok(ack) = answer.await else {
-                return Some(SessionEnd::ServerStopping);
+            let ack = match answer.await {
+                Ok(Ok(ack)) => ack,
+                Ok(Err(error)) => return Some(SessionEnd::Refused(error)),
+                Err(_) => return Some(SessionEnd::ServerStopping),
             };
             if let Err(err) = writer.send(&ServerToGateway::Ack(ack)).await {
                 return Some(SessionEnd::Lost(err.to_string()));
@@ -555,11 +606,19 @@ async fn serve_gateway(
         }
         None
     };
-    let (read_ended, write_ended) = tokio::join!(read_side, write_side);
-    match (read_ended, write_ended) {
-        (SessionEnd::Protocol(error), _) => SessionEnd::Protocol(error),
-        (_, Some(ended)) => ended,
-        (ended, None) => ended,
+    tokio::pin!(read_side);
+    tokio::pin!(write_side);
+    tokio::select! {
+        // The client stopped sending (or broke the protocol): the
+        // acknowledgements of what it sent are still delivered.
+        read_ended = &mut read_side => match (read_ended, write_side.await) {
+            (SessionEnd::Protocol(error), _) => SessionEnd::Protocol(error),
+            (_, Some(ended)) => ended,
+            (ended, None) => ended,
+        },
+        // Acknowledging failed (storage refused, connection lost): end now,
+        // without waiting for the client's next frame.
+        write_ended = &mut write_side => write_ended.unwrap_or(SessionEnd::PeerDone),
     }
 }
 
@@ -582,9 +641,14 @@ async fn serve_viewer(
         return SessionEnd::ServerStopping;
     }
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+    let mut closing = context.closing.clone();
     let read_side = async move {
         let ended = loop {
-            let message = match reader.next::<ClientToServer>().await {
+            let next = tokio::select! {
+                next = reader.next::<ClientToServer>() => next,
+                _ = closing.wait_for(|closing| *closing) => break SessionEnd::ServerStopping,
+            };
+            let message = match next {
                 Ok(message) => message,
                 Err(err) => break read_end(err),
             };

@@ -62,6 +62,17 @@ impl ServerIdentity {
             .join(":")
     }
 
+    /// A secret derived from the private key, stable across restarts: the
+    /// key of QUIC stateless resets, so that after a restart the server can
+    /// tell clients of the old process at once that their connection is gone
+    /// (instead of them waiting for an idle timeout).
+    pub(crate) fn reset_secret(&self) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(b"polis stateless reset v1");
+        hasher.update(self.key.secret_der());
+        hasher.finalize().into()
+    }
+
     /// rustls server configuration (TLS 1.3, Polis ALPN).
     pub(crate) fn server_crypto(&self) -> Result<rustls::ServerConfig, TlsError> {
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(default_provider()))

@@ -338,6 +338,9 @@ pub enum ErrorCode {
     InvalidArea,
     /// The server is shutting down.
     ShuttingDown,
+    /// The server cannot take readings now (its history store failed);
+    /// unacknowledged batches should be resent later.
+    Unavailable,
 }
 
 /// A typed error with a human-readable detail.

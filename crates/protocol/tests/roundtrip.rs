@@ -123,6 +123,7 @@ fn arb_error() -> impl Strategy<Value = ProtocolError> {
             Just(ErrorCode::BatchTooLarge),
             Just(ErrorCode::InvalidArea),
             Just(ErrorCode::ShuttingDown),
+            Just(ErrorCode::Unavailable),
         ],
         ".{0,30}",
     )

@@ -4,7 +4,7 @@ use bevy::prelude::*;
 use polis_protocol::{BatchAck, NotAccepted, Reading, ReadingOutcome};
 
 use crate::components::{LatestReading, SensorRecord, StoredReading};
-use crate::messages::{BatchApplied, IncomingBatch};
+use crate::messages::{BatchApplied, IncomingBatch, RecordedReading};
 use crate::spawn::SensorDirectory;
 
 /// Totals of readings since start, by outcome.
@@ -59,6 +59,7 @@ pub(crate) fn apply_readings(
     for IncomingBatch { ticket, batch } in incoming.read() {
         let mut accepted = 0u32;
         let mut not_accepted = Vec::new();
+        let mut recorded = Vec::with_capacity(batch.readings.len());
         for (index, reading) in (0u32..).zip(&batch.readings) {
             counters.received += 1;
             let sensor = directory
@@ -69,6 +70,14 @@ pub(crate) fn apply_readings(
                 Some((record, mut state)) => {
                     state.received_count += 1;
                     let outcome = classify_reading(state.latest.as_ref(), reading);
+                    if matches!(outcome, None | Some(ReadingOutcome::Stale)) {
+                        recorded.push(RecordedReading {
+                            sensor: record.handle,
+                            device_time_ms: reading.device_time_ms,
+                            value: reading.value,
+                            quality: reading.quality,
+                        });
+                    }
                     if outcome.is_none() {
                         state.latest = Some(StoredReading {
                             device_time_ms: reading.device_time_ms,
@@ -103,6 +112,7 @@ pub(crate) fn apply_readings(
                 accepted,
                 not_accepted,
             },
+            recorded,
         });
     }
 }

@@ -24,8 +24,8 @@ pub use components::{AssetRecord, LatestReading, SensorRecord, StoredReading, Vi
 pub use index::{IndexedItem, SpatialIndex};
 pub use interest::ViewerBacklog;
 pub use messages::{
-    BatchApplied, BatchTicket, IncomingBatch, ViewerConnected, ViewerDisconnected, ViewerId,
-    ViewerSubscribed,
+    BatchApplied, BatchTicket, IncomingBatch, RecordedReading, ViewerConnected, ViewerDisconnected,
+    ViewerId, ViewerSubscribed,
 };
 pub use spawn::{AssetDirectory, SensorDirectory, TwinInfo};
 
@@ -48,18 +48,30 @@ pub struct TwinTick(pub u64);
 /// The city twin: loads a scene into the world and keeps it current.
 pub struct TwinPlugin {
     scene: Scene,
+    restored: Vec<(String, StoredReading)>,
 }
 
 impl TwinPlugin {
-    /// A twin of `scene`, spawned at startup.
+    /// A twin of `scene`, spawned when the plugin is added.
     pub fn new(scene: Scene) -> Self {
-        Self { scene }
+        Self {
+            scene,
+            restored: Vec::new(),
+        }
+    }
+
+    /// Starts every listed sensor from this latest reading (e.g. restored
+    /// from history); ids not in the scene are ignored.
+    pub fn with_latest(mut self, restored: Vec<(String, StoredReading)>) -> Self {
+        self.restored = restored;
+        self
     }
 }
 
 impl Plugin for TwinPlugin {
     fn build(&self, app: &mut App) {
         spawn::spawn_scene(app.world_mut(), &self.scene);
+        spawn::restore_latest(app.world_mut(), &self.restored);
         app.init_resource::<TwinTick>()
             .init_resource::<IngestCounters>()
             .init_resource::<apply::ChangedSensors>()

@@ -21,13 +21,31 @@ pub struct IncomingBatch {
     pub batch: ReadingBatch,
 }
 
-/// A batch has been applied; its acknowledgement may be sent.
+/// A batch has been applied; its acknowledgement may be sent once
+/// `recorded` is durable.
 #[derive(Message, Debug, Clone)]
 pub struct BatchApplied {
     /// The batch's ticket.
     pub ticket: BatchTicket,
     /// The acknowledgement with every reading's outcome.
     pub ack: BatchAck,
+    /// The readings of the batch worth recording: accepted and stale ones
+    /// (real measurements, whether or not they are the latest); not
+    /// duplicates or refused ones.
+    pub recorded: Vec<RecordedReading>,
+}
+
+/// A reading to record in history, by sensor handle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecordedReading {
+    /// The sensor's handle.
+    pub sensor: u32,
+    /// Device time, ms since the Unix epoch, UTC.
+    pub device_time_ms: i64,
+    /// The value.
+    pub value: f64,
+    /// Quality flag, if any.
+    pub quality: Option<polis_protocol::Quality>,
 }
 
 /// A viewer connected; the twin fills `mailbox` from now on.

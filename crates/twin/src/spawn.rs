@@ -6,7 +6,7 @@ use bevy::prelude::*;
 use polis_protocol::{Geometry, Georeference};
 use polis_scene::{self as scene, Scene};
 
-use crate::components::{AssetRecord, LatestReading, SensorRecord};
+use crate::components::{AssetRecord, LatestReading, SensorRecord, StoredReading};
 use crate::index::{IndexedItem, SpatialIndex};
 
 /// What the twin serves: the scene's name and georeference.
@@ -131,4 +131,19 @@ pub(crate) fn spawn_scene(world: &mut World, scene: &Scene) {
     world.insert_resource(SpatialIndex::bulk_load(index_items));
     world.insert_resource(assets);
     world.insert_resource(sensors);
+}
+
+/// Sets the latest reading of each listed sensor; returns how many were known.
+pub(crate) fn restore_latest(world: &mut World, restored: &[(String, StoredReading)]) -> usize {
+    let mut known = 0;
+    for (id, reading) in restored {
+        let Some(entity) = world.resource::<SensorDirectory>().by_id(id) else {
+            continue;
+        };
+        if let Some(mut latest) = world.get_mut::<LatestReading>(entity) {
+            latest.latest = Some(*reading);
+            known += 1;
+        }
+    }
+    known
 }
