@@ -1,17 +1,21 @@
 //! Bridges the network thread and the twin: drains the bounded event channel
-//! into twin messages each tick and sends acknowledgements back.
+//! into twin messages each tick, records applied readings in history, and
+//! sends each acknowledgement back once its batch is durable.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
 use bevy::prelude::*;
+use polis_history::{History, Rejected, Row, SensorKey};
 use polis_net::{NetEvent, NetServer};
-use polis_protocol::BatchAck;
+use polis_protocol::{BatchAck, ErrorCode, ProtocolError, Quality};
 use polis_twin::{
     BatchApplied, BatchTicket, IncomingBatch, IngestCounters, TwinSystems, TwinTick, ViewerBacklog,
     ViewerConnected, ViewerDisconnected, ViewerId, ViewerSubscribed,
 };
 use tokio::sync::oneshot;
+use tracing::error;
 
 use crate::metrics::ObservedHandle;
 
@@ -20,24 +24,106 @@ use crate::metrics::ObservedHandle;
 pub enum NetSystems {
     /// Network events become twin messages (before [`TwinSystems::Apply`]).
     Receive,
-    /// Acknowledgements of applied batches go back (after [`TwinSystems::Apply`]).
+    /// Applied batches go to history, and their acknowledgements back once
+    /// durable (after [`TwinSystems::Apply`]).
     Acknowledge,
 }
 
-/// The running network edge and the batches awaiting acknowledgement.
+type Reply = oneshot::Sender<Result<BatchAck, ProtocolError>>;
+
+/// History as the bridge uses it: the store, each sensor handle's key, and
+/// batches waiting for room in the writer's queue.
+pub struct Durable {
+    history: History,
+    keys_by_handle: Vec<SensorKey>,
+    waiting: Mutex<VecDeque<Rejected>>,
+}
+
+impl Durable {
+    /// Wraps an open store; `keys_by_handle[h]` is the key of sensor handle `h`.
+    pub fn new(history: History, keys_by_handle: Vec<SensorKey>) -> Self {
+        Self {
+            history,
+            keys_by_handle,
+            waiting: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, VecDeque<Rejected>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The writer's counters (its lag among them).
+    pub fn writer_stats(&self) -> &std::sync::Arc<polis_history::WriterStats> {
+        self.history.writer().stats()
+    }
+
+    /// The writer, for maintenance jobs such as retention.
+    pub fn writer(&self) -> &polis_history::HistoryWriter {
+        self.history.writer()
+    }
+
+    /// Moves waiting batches into the writer's queue while it has room;
+    /// true when none is left waiting.
+    fn retry_waiting(&self) -> bool {
+        let mut waiting = self.waiting();
+        while let Some((rows, done)) = waiting.pop_front() {
+            match self.history.writer().try_append(rows, done) {
+                Ok(()) | Err(None) => {}
+                Err(Some(rejected)) => {
+                    waiting.push_front(rejected);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Queues rows (after anything already waiting).
+    fn append(&self, rows: Vec<Row>, done: Box<dyn FnOnce(bool) + Send>) {
+        if !self.retry_waiting() {
+            self.waiting().push_back((rows, done));
+            return;
+        }
+        if let Err(Some(rejected)) = self.history.writer().try_append(rows, done) {
+            self.waiting().push_back(rejected);
+        }
+    }
+
+    /// Hands every waiting batch to the writer, blocking as needed, then
+    /// commits everything and stops the writer (clean shutdown).
+    pub fn flush_and_close(self) {
+        loop {
+            if self.retry_waiting() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if let Err(err) = self.history.close() {
+            error!("history did not close cleanly: {err}");
+        }
+    }
+}
+
+/// The running network edge, history, and the batches awaiting
+/// acknowledgement.
 #[derive(Resource)]
 pub struct NetLink {
     server: NetServer,
-    pending_acks: HashMap<u64, oneshot::Sender<BatchAck>>,
+    durable: Option<Durable>,
+    pending_acks: HashMap<u64, Reply>,
     next_ticket: u64,
     max_events_per_tick: usize,
 }
 
 impl NetLink {
-    /// Wraps a started network edge.
-    pub fn new(server: NetServer, max_events_per_tick: usize) -> Self {
+    /// Wraps a started network edge and, if enabled, history.
+    pub fn new(server: NetServer, durable: Option<Durable>, max_events_per_tick: usize) -> Self {
         Self {
             server,
+            durable,
             pending_acks: HashMap::new(),
             next_ticket: 0,
             max_events_per_tick,
@@ -47,6 +133,20 @@ impl NetLink {
     /// The network edge.
     pub fn server(&self) -> &NetServer {
         &self.server
+    }
+
+    /// Splits the link for shutdown.
+    pub fn into_parts(self) -> (NetServer, Option<Durable>) {
+        (self.server, self.durable)
+    }
+
+    /// True when nothing is left to apply or record.
+    pub fn is_drained(&self) -> bool {
+        self.server.pending_events() == 0
+            && self
+                .durable
+                .as_ref()
+                .is_none_or(|durable| durable.waiting().is_empty())
     }
 }
 
@@ -63,37 +163,12 @@ impl Plugin for NetBridgePlugin {
                     .before(TwinSystems::Interest),
             )
             .add_systems(Update, receive_net_events.in_set(NetSystems::Receive))
-            .add_systems(Update, send_acks.in_set(NetSystems::Acknowledge))
+            .add_systems(
+                Update,
+                record_and_acknowledge.in_set(NetSystems::Acknowledge),
+            )
             .add_systems(Last, export_metrics);
     }
-}
-
-fn export_metrics(
-    observed: Res<ObservedHandle>,
-    tick: Res<TwinTick>,
-    counters: Res<IngestCounters>,
-    backlog: Res<ViewerBacklog>,
-    link: Res<NetLink>,
-) {
-    let m = &observed.0.metrics;
-    m.ticks.store(tick.0, Ordering::Relaxed);
-    m.readings_received
-        .store(counters.received, Ordering::Relaxed);
-    m.readings_accepted
-        .store(counters.accepted, Ordering::Relaxed);
-    m.readings_stale.store(counters.stale, Ordering::Relaxed);
-    m.readings_duplicate
-        .store(counters.duplicate, Ordering::Relaxed);
-    m.readings_refused
-        .store(counters.refused, Ordering::Relaxed);
-    m.batches.store(counters.batches, Ordering::Relaxed);
-    m.viewers.store(backlog.viewers as u64, Ordering::Relaxed);
-    m.viewer_backlog_max
-        .store(backlog.max_entries as u64, Ordering::Relaxed);
-    m.viewer_backlog_peak
-        .fetch_max(backlog.max_entries as u64, Ordering::Relaxed);
-    m.net_events_pending
-        .store(link.server.pending_events() as u64, Ordering::Relaxed);
 }
 
 fn receive_net_events(
@@ -104,6 +179,13 @@ fn receive_net_events(
     mut disconnected: MessageWriter<ViewerDisconnected>,
 ) {
     let link = &mut *link;
+    // While history cannot keep up, take nothing new: the channel fills and
+    // QUIC flow control slows the gateways down.
+    if let Some(durable) = &link.durable
+        && !durable.retry_waiting()
+    {
+        return;
+    }
     for _ in 0..link.max_events_per_tick {
         let Some(event) = link.server.try_recv() else {
             break;
@@ -139,11 +221,83 @@ fn receive_net_events(
     }
 }
 
-fn send_acks(mut link: ResMut<NetLink>, mut applied: MessageReader<BatchApplied>) {
-    for BatchApplied { ticket, ack } in applied.read() {
-        if let Some(reply) = link.pending_acks.remove(&ticket.0) {
-            // The gateway may have gone; its ack then has no one to go to.
-            let _ = reply.send(ack.clone());
-        }
+fn quality_code(quality: Quality) -> u8 {
+    match quality {
+        Quality::Good => 0,
+        Quality::Uncertain => 1,
+        Quality::Bad => 2,
     }
+}
+
+fn record_and_acknowledge(mut link: ResMut<NetLink>, mut applied: MessageReader<BatchApplied>) {
+    let link = &mut *link;
+    for BatchApplied {
+        ticket,
+        ack,
+        recorded,
+    } in applied.read()
+    {
+        let Some(reply) = link.pending_acks.remove(&ticket.0) else {
+            continue;
+        };
+        let Some(durable) = &link.durable else {
+            // The gateway may have gone; its ack then has no one to go to.
+            let _ = reply.send(Ok(ack.clone()));
+            continue;
+        };
+        let rows: Vec<Row> = recorded
+            .iter()
+            .filter_map(|r| {
+                Some(Row {
+                    sensor: *durable.keys_by_handle.get(r.sensor as usize)?,
+                    device_time_ms: r.device_time_ms,
+                    value: r.value,
+                    quality: r.quality.map(quality_code),
+                })
+            })
+            .collect();
+        let ack = ack.clone();
+        durable.append(
+            rows,
+            Box::new(move |committed| {
+                let answer = if committed {
+                    Ok(ack)
+                } else {
+                    Err(ProtocolError {
+                        code: ErrorCode::Unavailable,
+                        detail: format!("batch {} could not be stored; resend it later", ack.seq),
+                    })
+                };
+                let _ = reply.send(answer);
+            }),
+        );
+    }
+}
+
+fn export_metrics(
+    observed: Res<ObservedHandle>,
+    tick: Res<TwinTick>,
+    counters: Res<IngestCounters>,
+    backlog: Res<ViewerBacklog>,
+    link: Res<NetLink>,
+) {
+    let m = &observed.0.metrics;
+    m.ticks.store(tick.0, Ordering::Relaxed);
+    m.readings_received
+        .store(counters.received, Ordering::Relaxed);
+    m.readings_accepted
+        .store(counters.accepted, Ordering::Relaxed);
+    m.readings_stale.store(counters.stale, Ordering::Relaxed);
+    m.readings_duplicate
+        .store(counters.duplicate, Ordering::Relaxed);
+    m.readings_refused
+        .store(counters.refused, Ordering::Relaxed);
+    m.batches.store(counters.batches, Ordering::Relaxed);
+    m.viewers.store(backlog.viewers as u64, Ordering::Relaxed);
+    m.viewer_backlog_max
+        .store(backlog.max_entries as u64, Ordering::Relaxed);
+    m.viewer_backlog_peak
+        .fetch_max(backlog.max_entries as u64, Ordering::Relaxed);
+    m.net_events_pending
+        .store(link.server.pending_events() as u64, Ordering::Relaxed);
 }

@@ -131,6 +131,46 @@ impl Default for Http {
     }
 }
 
+/// The durable history of readings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Whether to record readings (and acknowledge batches only once durable).
+    pub enabled: bool,
+    /// SQLite file, relative to the data directory.
+    pub file: PathBuf,
+    /// `full`: a commit survives a power cut; `normal`: survives a crash of
+    /// the process only, faster.
+    pub synchronous: SyncMode,
+    /// Raw readings of `personal` sensors older than this are deleted, hours
+    /// (0 keeps them forever).
+    pub personal_raw_max_age_hours: f64,
+    /// How often the retention runs, seconds.
+    pub retention_every_secs: u64,
+}
+
+/// Durability of history commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// fsync on every commit.
+    Full,
+    /// No fsync on commit.
+    Normal,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            file: PathBuf::from("history.sqlite"),
+            synchronous: SyncMode::Full,
+            personal_raw_max_age_hours: 30.0 * 24.0,
+            retention_every_secs: 3600,
+        }
+    }
+}
+
 /// The server's configuration (every field has a default).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -148,12 +188,18 @@ pub struct Config {
     pub tls_names: Vec<String>,
     /// Health and metrics endpoint.
     pub http: Http,
+    /// Durable history of readings.
+    pub history: HistoryConfig,
     /// Overload protection.
     pub limits: Limits,
     /// Access tokens; when none is configured, one per role is generated in
     /// the data directory on first start.
     #[serde(rename = "token")]
     pub tokens: Vec<TokenEntry>,
+    /// Tokens added at run time (e.g. for `serve --demo`'s built-in gateway);
+    /// never read from or written to a file, and no reason to generate tokens.
+    #[serde(skip)]
+    pub runtime_tokens: Vec<TokenEntry>,
 }
 
 impl Default for Config {
@@ -165,8 +211,10 @@ impl Default for Config {
             tick_hz: DEFAULT_TICK_HZ,
             tls_names: Vec::new(),
             http: Http::default(),
+            history: HistoryConfig::default(),
             limits: Limits::default(),
             tokens: Vec::new(),
+            runtime_tokens: Vec::new(),
         }
     }
 }
@@ -184,7 +232,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 /// Settings that may come from the environment, as dotted keys; the variable
 /// is `POLIS_` followed by the key in upper case with `.` as `_`
 /// (`limits.gateway_window` → `POLIS_LIMITS_GATEWAY_WINDOW`).
-pub const ENV_KEYS: [&str; 12] = [
+pub const ENV_KEYS: [&str; 16] = [
     "listen",
     "data_dir",
     "scene",
@@ -197,6 +245,10 @@ pub const ENV_KEYS: [&str; 12] = [
     "limits.gateway_window",
     "limits.viewer_frame_bytes",
     "tls_names",
+    "history.enabled",
+    "history.synchronous",
+    "history.personal_raw_max_age_hours",
+    "history.retention_every_secs",
 ];
 
 /// The environment variable for a dotted key.
@@ -366,6 +418,16 @@ impl Config {
                 "limits.viewer_frame_bytes",
                 "must be between 4096 and 1048576",
             );
+        }
+        let age = self.history.personal_raw_max_age_hours;
+        if !(age.is_finite() && age >= 0.0) {
+            problem(
+                "history.personal_raw_max_age_hours",
+                "must be a non-negative number of hours (0 keeps readings forever)",
+            );
+        }
+        if self.history.retention_every_secs == 0 {
+            problem("history.retention_every_secs", "must be at least 1");
         }
         if self.http.enabled
             && self.http.listen.port() == self.listen.port()

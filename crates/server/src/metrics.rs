@@ -83,6 +83,8 @@ pub struct Observed {
     pub net: OnceLock<Arc<NetStats>>,
     /// The scene, once loaded.
     pub scene: OnceLock<SceneFacts>,
+    /// History writer counters, when history is enabled.
+    pub history: OnceLock<Arc<polis_history::WriterStats>>,
 }
 
 /// The [`Observed`] state as a world resource.

@@ -13,15 +13,20 @@ use polis_net::{NetServer, NetServerConfig, ServerInfo, load_or_create_identity}
 use polis_protocol::Role;
 use polis_scene::Scene;
 use polis_twin::TwinPlugin;
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::bridge::{NetBridgePlugin, NetLink};
-use crate::config::{Config, TokenTable, generated_token};
+use crate::bridge::{Durable, NetBridgePlugin, NetLink};
+use crate::config::{Config, SyncMode, TokenTable, generated_token};
 use crate::http::HttpEndpoint;
 use crate::metrics::{Observed, ObservedHandle, SceneFacts, ServerMetrics};
+use polis_history::{History, HistoryOptions, HistoryWriter, Synchronous};
+use polis_protocol::Quality;
+use polis_twin::StoredReading;
 
-/// The scene served when no other is configured (see `scenes/README.md`).
-pub const BUNDLED_SCENE: &str = include_str!("../../../scenes/tiny.json");
+/// The scene served when no other is configured: central Helsinki from
+/// OpenStreetMap with the EPANET Net3 water network placed on it and the
+/// generated sensor deployment (see `scenes/README.md` for how it is made).
+pub const BUNDLED_SCENE: &str = include_str!("../../../scenes/helsinki.json");
 
 /// The bundled default scene.
 pub fn bundled_scene() -> anyhow::Result<Scene> {
@@ -173,7 +178,7 @@ pub fn start_with(
 
     let mut generated_tokens = Vec::new();
     let mut entries = config.tokens.clone();
-    if entries.is_empty() {
+    if config.tokens.is_empty() {
         for role in [Role::Gateway, Role::Viewer] {
             let (token, path) = generated_token(&config.data_dir, role)
                 .with_context(|| format!("cannot write the {} token", role.as_str()))?;
@@ -186,7 +191,16 @@ pub fn start_with(
             generated_tokens.push((role, path));
         }
     }
+    entries.extend(config.runtime_tokens.iter().cloned());
     let tokens = TokenTable::from_entries(&entries);
+
+    let (durable, restored) = if config.history.enabled {
+        let (durable, restored) = open_history(config, &scene)?;
+        let _ = observed.history.set(Arc::clone(durable.writer_stats()));
+        (Some(durable), restored)
+    } else {
+        (None, Vec::new())
+    };
 
     let net = NetServer::start(NetServerConfig {
         listen: config.listen,
@@ -216,12 +230,29 @@ pub fn start_with(
 
     let stop = Arc::new(AtomicBool::new(false));
     let tick = Duration::from_secs_f64(1.0 / config.tick_hz);
-    let link = NetLink::new(net, config.limits.max_events_per_tick);
+    let retention = durable
+        .as_ref()
+        .filter(|_| config.history.personal_raw_max_age_hours > 0.0)
+        .map(|durable| {
+            spawn_retention(
+                durable.writer(),
+                Duration::from_secs_f64(config.history.personal_raw_max_age_hours * 3600.0),
+                Duration::from_secs(config.history.retention_every_secs),
+                Arc::clone(&stop),
+            )
+        })
+        .transpose()?;
+    let link = NetLink::new(net, durable, config.limits.max_events_per_tick);
     let thread_stop = Arc::clone(&stop);
     let thread_observed = ObservedHandle(Arc::clone(&observed));
     let thread = std::thread::Builder::new()
         .name("polis-twin".into())
-        .spawn(move || run_ticks(scene, link, thread_observed, tick, &thread_stop))
+        .spawn(move || {
+            run_ticks(scene, restored, link, thread_observed, tick, &thread_stop);
+            if let Some(retention) = retention {
+                let _ = retention.join();
+            }
+        })
         .context("cannot start the twin thread")?;
     Ok(RunningServer {
         started,
@@ -235,6 +266,7 @@ pub fn start_with(
 /// Builds the headless app and runs it at a fixed tick until `stop` is set.
 fn run_ticks(
     scene: Scene,
+    restored: Vec<(String, StoredReading)>,
     link: NetLink,
     observed: ObservedHandle,
     tick: Duration,
@@ -242,7 +274,7 @@ fn run_ticks(
 ) {
     let mut app = App::new();
     app.add_plugins((TaskPoolPlugin::default(), TimePlugin))
-        .add_plugins(TwinPlugin::new(scene))
+        .add_plugins(TwinPlugin::new(scene).with_latest(restored))
         .insert_resource(link)
         .insert_resource(observed.clone())
         .add_plugins(NetBridgePlugin);
@@ -262,8 +294,128 @@ fn run_ticks(
         }
     }
     observed.0.ready.store(false, Ordering::SeqCst);
-    info!("twin stopping; closing connections");
-    // Dropping the world drops the network link, which closes every
-    // connection with the reason "server shutting down".
+    info!("stopping: no new connections or readings; applying what was received");
+    // 1. Clients stop being read; what they already sent is still applied.
+    if let Some(link) = app.world().get_resource::<NetLink>() {
+        link.server().begin_close();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        app.update();
+        let drained = app
+            .world()
+            .get_resource::<NetLink>()
+            .is_none_or(NetLink::is_drained);
+        if drained || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // 2. Everything applied is committed to history, which acknowledges it.
+    let Some(link) = app.world_mut().remove_resource::<NetLink>() else {
+        return;
+    };
+    let (net, durable) = link.into_parts();
+    if let Some(durable) = durable {
+        durable.flush_and_close();
+        info!("history flushed");
+    }
+    // 3. Connections deliver their last acknowledgements and close with the
+    //    reason "server shutting down".
+    net.shutdown();
     drop(app);
+    info!("stopped cleanly");
+}
+
+/// Opens the history store for `scene`'s sensors and reads back every
+/// sensor's latest reading.
+fn open_history(
+    config: &Config,
+    scene: &Scene,
+) -> anyhow::Result<(Durable, Vec<(String, StoredReading)>)> {
+    let path = config.data_dir.join(&config.history.file);
+    let sensors: Vec<(&str, bool)> = scene
+        .sensors
+        .iter()
+        .map(|s| (s.id.as_str(), s.personal))
+        .collect();
+    let options = HistoryOptions {
+        synchronous: match config.history.synchronous {
+            SyncMode::Full => Synchronous::Full,
+            SyncMode::Normal => Synchronous::Normal,
+        },
+        ..HistoryOptions::default()
+    };
+    let history = History::open(&path, &sensors, options)?;
+    let restored: Vec<(String, StoredReading)> = history
+        .reader()?
+        .latest_all()?
+        .into_iter()
+        .map(|(id, value)| {
+            let quality = match value.quality {
+                Some(0) => Some(Quality::Good),
+                Some(1) => Some(Quality::Uncertain),
+                Some(2) => Some(Quality::Bad),
+                _ => None,
+            };
+            (
+                id,
+                StoredReading {
+                    device_time_ms: value.device_time_ms,
+                    value: value.value,
+                    quality,
+                },
+            )
+        })
+        .collect();
+    info!(
+        path = %path.display(),
+        sensors_restored = restored.len(),
+        "history open"
+    );
+    let keys_by_handle = scene
+        .sensors
+        .iter()
+        .map(|s| {
+            history
+                .key(&s.id)
+                .context("sensor not registered in history")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((Durable::new(history, keys_by_handle), restored))
+}
+
+/// Deletes raw readings of personal sensors older than `max_age`, every
+/// `every`, until `stop` is set.
+fn spawn_retention(
+    writer: &HistoryWriter,
+    max_age: Duration,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let writer = writer.clone();
+    std::thread::Builder::new()
+        .name("polis-retention".into())
+        .spawn(move || {
+            let mut next = Instant::now();
+            while !stop.load(Ordering::SeqCst) {
+                if Instant::now() >= next {
+                    next = Instant::now() + every;
+                    let now_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    let before_ms = now_ms - max_age.as_millis() as i64;
+                    match writer.delete_personal_before(before_ms) {
+                        Ok(0) => {}
+                        Ok(deleted) => info!(deleted, "retention: deleted old personal readings"),
+                        Err(err) => {
+                            warn!("retention stopped: {err}");
+                            return;
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+        .context("cannot start the retention thread")
 }

@@ -79,19 +79,56 @@ fn token(dir: &Path, role: &str) -> String {
         .to_owned()
 }
 
+/// Sensors of the bundled scene as `polis scene inspect --json` lists them.
+fn bundled_sensors() -> Vec<serde_json::Value> {
+    let out = run(polis().args(["scene", "inspect", "--json"]));
+    assert!(out.status.success());
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+fn position(sensor: &serde_json::Value) -> (f64, f64) {
+    (
+        sensor["lon"].as_f64().expect("lon"),
+        sensor["lat"].as_f64().expect("lat"),
+    )
+}
+
 #[test]
 fn serve_with_no_arguments_then_push_and_watch_as_documented() {
+    // Two sensors of the bundled scene far enough apart to watch one alone.
+    let sensors = bundled_sensors();
+    let find = |id: &str| {
+        sensors
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in the bundled scene"))
+    };
+    let near = find("meter-osm-way-8035238");
+    let far = find("pressure-epanet-junction-10");
+    let (lon, lat) = position(near);
+    let (far_lon, far_lat) = position(far);
+    let bbox = [lon - 0.0003, lat - 0.0002, lon + 0.0003, lat + 0.0002];
+    assert!(
+        !(bbox[0]..=bbox[2]).contains(&far_lon) || !(bbox[1]..=bbox[3]).contains(&far_lat),
+        "the far sensor must lie outside the watched box"
+    );
+    let in_box: Vec<String> = sensors
+        .iter()
+        .filter(|s| {
+            let (x, y) = position(s);
+            (bbox[0]..=bbox[2]).contains(&x) && (bbox[1]..=bbox[3]).contains(&y)
+        })
+        .map(|s| s["id"].as_str().expect("id").to_owned())
+        .collect();
+
     let dir = tempfile::tempdir().expect("temp dir");
     let (serve, banner) = Serve::start(dir.path(), &[]);
     assert!(
-        banner[0].starts_with("polis serving scene `tiny`")
+        banner[0].starts_with("polis serving scene `helsinki`")
             && banner[0].ends_with("127.0.0.1:4433"),
-        "{banner:?}"
-    );
-    assert!(
-        banner
-            .iter()
-            .any(|l| l.starts_with("certificate SHA-256: ")),
         "{banner:?}"
     );
     let fingerprint = banner
@@ -104,11 +141,10 @@ fn serve_with_no_arguments_then_push_and_watch_as_documented() {
     std::fs::write(
         &csv,
         "sensor,time,value\n\
-         meter-b-west-1,2026-03-01T08:00:00Z,2.5\n\
-         meter-b-west-1,2026-03-01T08:15:00Z,3.1\n\
-         meter-b-west-1,2026-03-01T08:05:00Z,9.9\n\
-         air-west,2026-03-01T08:00:00Z,12\n\
-         flow-pipe-1,2026-03-01T08:00:00Z,40.5\n",
+         meter-osm-way-8035238,2026-11-01T08:00:00Z,2.5\n\
+         meter-osm-way-8035238,2026-11-01T08:15:00Z,3.1\n\
+         meter-osm-way-8035238,2026-11-01T08:05:00Z,9.9\n\
+         pressure-epanet-junction-10,2026-11-01T08:00:00Z,41.5\n",
     )
     .expect("csv written");
     let gateway_token = token(dir.path(), "gateway");
@@ -125,10 +161,11 @@ fn serve_with_no_arguments_then_push_and_watch_as_documented() {
     assert!(pushed.status.success(), "{}", text(&pushed.stderr));
     assert_eq!(
         text(&pushed.stdout).trim(),
-        "accepted 4, stale 1, duplicate 0, refused 0"
+        "accepted 3, stale 1, duplicate 0, refused 0"
     );
 
     let viewer_token = token(dir.path(), "viewer");
+    let bbox_arg = format!("{},{},{},{}", bbox[0], bbox[1], bbox[2], bbox[3]);
     let watched = run(polis().current_dir(dir.path()).args([
         "watch",
         "--cert",
@@ -136,7 +173,7 @@ fn serve_with_no_arguments_then_push_and_watch_as_documented() {
         "--token",
         &viewer_token,
         "--bbox",
-        "24.920,60.168,24.928,60.170",
+        &bbox_arg,
         "--for",
         "1",
         "--json",
@@ -146,7 +183,7 @@ fn serve_with_no_arguments_then_push_and_watch_as_documented() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
-    let mut seen: Vec<(String, String, f64)> = lines
+    let seen: Vec<(String, String, f64)> = lines
         .iter()
         .map(|l| {
             (
@@ -156,27 +193,18 @@ fn serve_with_no_arguments_then_push_and_watch_as_documented() {
             )
         })
         .collect();
-    seen.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
         seen,
-        [
-            (
-                "air-west".to_owned(),
-                "2026-03-01T08:00:00Z".to_owned(),
-                12.0
-            ),
-            (
-                "meter-b-west-1".to_owned(),
-                "2026-03-01T08:15:00Z".to_owned(),
-                3.1
-            ),
-        ],
-        "only the west box's latest values"
+        [(
+            "meter-osm-way-8035238".to_owned(),
+            "2026-11-01T08:15:00Z".to_owned(),
+            3.1
+        )],
+        "only the box's latest value (box holds {in_box:?})"
     );
     for line in &lines {
-        let lon = line["lon"].as_f64().expect("lon");
-        let lat = line["lat"].as_f64().expect("lat");
-        assert!((24.920..=24.928).contains(&lon) && (60.168..=60.170).contains(&lat));
+        let (x, y) = position(line);
+        assert!((bbox[0]..=bbox[2]).contains(&x) && (bbox[1]..=bbox[3]).contains(&y));
     }
 
     // Refused readings make push fail, with the line and the reason.
@@ -227,7 +255,8 @@ fn serve_with_no_arguments_then_push_and_watch_as_documented() {
 
 #[test]
 fn scene_inspect_json_lists_every_sensor() {
-    let out = run(polis().args(["scene", "inspect", "--json"]));
+    let tiny = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenes/tiny.json");
+    let out = run(polis().args(["scene", "inspect", "--json", tiny]));
     assert!(out.status.success());
     let lines: Vec<serde_json::Value> = text(&out.stdout)
         .lines()
@@ -243,6 +272,8 @@ fn scene_inspect_json_lists_every_sensor() {
     assert_eq!(meter["unit"], "kW");
     assert_eq!(meter["asset"], "b-west-1");
     assert!(meter["lon"].as_f64().is_some() && meter["lat"].as_f64().is_some());
+    // The bundled scene lists all of its sensors too.
+    assert_eq!(bundled_sensors().len(), 1_230);
 }
 
 #[test]

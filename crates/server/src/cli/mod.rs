@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod config;
+mod import;
+mod progress;
 mod push;
+mod replay;
 mod scene;
 mod serve;
 mod watch;
@@ -38,6 +41,9 @@ enum Command {
     /// Check or show the server's configuration.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Import real data (OpenStreetMap, EPANET) into scenes.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// Work with scene files.
     #[command(subcommand)]
     Scene(scene::SceneCommand),
@@ -45,6 +51,10 @@ enum Command {
     Push(push::PushArgs),
     /// Watch the live values of an area as a viewer.
     Watch(watch::WatchArgs),
+    /// Drive a server's twin with feeds built from real data (SimBench load
+    /// and PV profiles, a real water-flow series, EPANET demand patterns,
+    /// transit along the real routes) in simulated time.
+    Replay(replay::ReplayCommand),
 }
 
 /// How to reach a server as a client.
@@ -83,9 +93,11 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Config(command) => config::run(command),
+        Command::Import(command) => import::run(command),
         Command::Scene(command) => scene::run(command),
         Command::Push(args) => push::run(args),
         Command::Watch(args) => watch::run(args),
+        Command::Replay(args) => replay::run(args),
     };
     match result {
         Ok(code) => code,

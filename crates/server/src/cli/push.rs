@@ -1,16 +1,13 @@
 //! `polis push`: a one-shot gateway reading a CSV file.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use polis_net::{ClientError, ClientOptions, Session};
-use polis_protocol::{
-    ClientToServer, MAX_READINGS_PER_BATCH, Quality, Reading, ReadingBatch, ReadingOutcome, Role,
-    ServerToGateway,
-};
+use polis_net::{ClientOptions, GatewayClient, GatewayOptions};
+use polis_protocol::{MAX_READINGS_PER_BATCH, Quality, Reading, ReadingOutcome, Role};
 
 use super::{ServerArgs, client_runtime};
 
@@ -25,6 +22,10 @@ pub(crate) struct PushArgs {
     /// Most batches in flight before waiting for acknowledgements.
     #[arg(long, default_value_t = 8)]
     window: usize,
+    /// After losing the server, keep trying to reconnect (and then resend
+    /// every unacknowledged batch) for this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    reconnect_for: f64,
     /// CSV file with header `sensor,time,value` (and optionally `quality`);
     /// times in RFC 3339.
     file: PathBuf,
@@ -155,7 +156,15 @@ pub(crate) fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
         Role::Gateway,
     );
     let runtime = client_runtime()?;
-    let tally = runtime.block_on(push(&options, readings, args.batch, args.window.max(1)))?;
+    anyhow::ensure!(
+        args.reconnect_for.is_finite() && args.reconnect_for >= 0.0,
+        "--reconnect-for must be a non-negative number of seconds"
+    );
+    let gateway = GatewayOptions {
+        window: args.window.max(1),
+        reconnect_for: std::time::Duration::from_secs_f64(args.reconnect_for),
+    };
+    let tally = runtime.block_on(push(&options, readings, args.batch, gateway))?;
     println!(
         "accepted {}, stale {}, duplicate {}, refused {}",
         tally.accepted, tally.stale, tally.duplicate, tally.refused
@@ -170,47 +179,12 @@ pub(crate) fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
 /// How many refusals are listed one by one before summarising.
 const REFUSALS_LISTED: u64 = 20;
 
-async fn push(
-    options: &ClientOptions,
-    readings: Vec<(u64, Reading)>,
-    batch_size: usize,
-    window: usize,
-) -> anyhow::Result<Tally> {
-    let mut session = Session::connect(options)
-        .await
-        .with_context(|| format!("cannot push to {}", options.server))?;
-    let mut tally = Tally::default();
-    let mut in_flight: VecDeque<(u64, Vec<u64>, Vec<String>)> = VecDeque::new();
-    let mut chunks = readings.chunks(batch_size);
-    let mut seq = 0u64;
-    loop {
-        if in_flight.len() < window
-            && let Some(chunk) = chunks.next()
-        {
-            let lines = chunk.iter().map(|(line, _)| *line).collect();
-            let sensors = chunk.iter().map(|(_, r)| r.sensor.clone()).collect();
-            let batch = ReadingBatch {
-                seq,
-                readings: chunk.iter().map(|(_, r)| r.clone()).collect(),
-            };
-            session.send(&ClientToServer::Batch(batch)).await?;
-            in_flight.push_back((seq, lines, sensors));
-            seq += 1;
-            continue;
-        }
-        let Some((expected, lines, sensors)) = in_flight.pop_front() else {
-            break;
-        };
-        let ack = match session.recv::<ServerToGateway>().await? {
-            ServerToGateway::Ack(ack) => ack,
-            ServerToGateway::Error(error) => return Err(ClientError::Server(error).into()),
-        };
-        if ack.seq != expected {
-            bail!(
-                "server acknowledged batch {} but {expected} was next",
-                ack.seq
-            );
-        }
+/// Where each batch's readings came from, for reporting refusals.
+type Origins = HashMap<u64, (Vec<u64>, Vec<String>)>;
+
+fn tally_acks(tally: &mut Tally, origins: &mut Origins, acks: Vec<polis_protocol::BatchAck>) {
+    for ack in acks {
+        let (lines, sensors) = origins.remove(&ack.seq).unwrap_or_default();
         tally.accepted += u64::from(ack.accepted);
         for not in &ack.not_accepted {
             match not.outcome {
@@ -231,9 +205,38 @@ async fn push(
             }
         }
     }
+}
+
+async fn push(
+    options: &ClientOptions,
+    readings: Vec<(u64, Reading)>,
+    batch_size: usize,
+    gateway: GatewayOptions,
+) -> anyhow::Result<Tally> {
+    let mut client = GatewayClient::connect(options.clone(), gateway)
+        .await
+        .with_context(|| format!("cannot push to {}", options.server))?;
+    let mut tally = Tally::default();
+    let mut origins = Origins::new();
+    for chunk in readings.chunks(batch_size) {
+        let lines = chunk.iter().map(|(line, _)| *line).collect();
+        let sensors = chunk.iter().map(|(_, r)| r.sensor.clone()).collect();
+        let batch = chunk.iter().map(|(_, r)| r.clone()).collect();
+        let (seq, acks) = client.push(batch).await?;
+        origins.insert(seq, (lines, sensors));
+        tally_acks(&mut tally, &mut origins, acks);
+    }
+    let acks = client.flush().await?;
+    tally_acks(&mut tally, &mut origins, acks);
     if tally.refused > REFUSALS_LISTED {
         eprintln!("… and {} more refused", tally.refused - REFUSALS_LISTED);
     }
-    session.close().await;
+    if client.reconnects() > 0 {
+        eprintln!(
+            "reconnected {} time(s); resent batches were stored once (repeats count as duplicates)",
+            client.reconnects()
+        );
+    }
+    client.close().await;
     Ok(tally)
 }

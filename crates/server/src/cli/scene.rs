@@ -24,6 +24,29 @@ struct SensorLine<'a> {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SceneCommand {
+    /// Generate the sensor deployment of a scene: a smart meter per building
+    /// (personal when residential), PV on a share of suitable roofs, pressure
+    /// at every water junction, level in every tank, flow in pumps and large
+    /// pipes, and vehicles on every transit route (see the polis-import docs).
+    Sensors {
+        /// Scene file (written back unless --out is given).
+        path: PathBuf,
+        /// Scene file to write instead.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Share of suitable roofs that carry PV (0 to 1).
+        #[arg(long, default_value_t = 0.3)]
+        pv_share: f64,
+        /// Smallest roof that counts as suitable for PV, m².
+        #[arg(long, default_value_t = 100.0)]
+        pv_min_roof_m2: f64,
+        /// Vehicles per transit route.
+        #[arg(long, default_value_t = 2)]
+        vehicles_per_route: u32,
+        /// Smallest pipe diameter that gets a flow sensor, mm.
+        #[arg(long, default_value_t = 300.0)]
+        flow_sensor_min_diameter_mm: f64,
+    },
     /// Check a scene and describe it (the bundled scene without PATH).
     Inspect {
         /// Scene file.
@@ -35,7 +58,29 @@ pub(crate) enum SceneCommand {
 }
 
 pub(crate) fn run(command: SceneCommand) -> anyhow::Result<ExitCode> {
-    let SceneCommand::Inspect { path, json } = command;
+    let (path, json) = match command {
+        SceneCommand::Inspect { path, json } => (path, json),
+        SceneCommand::Sensors {
+            path,
+            out,
+            pv_share,
+            pv_min_roof_m2,
+            vehicles_per_route,
+            flow_sensor_min_diameter_mm,
+        } => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&pv_share),
+                "--pv-share must be within 0 and 1"
+            );
+            let options = polis_import::SensorOptions {
+                pv_share,
+                pv_min_roof_m2,
+                vehicles_per_route,
+                flow_sensor_min_diameter_mm,
+            };
+            return super::import::generate(&path, out, options);
+        }
+    };
     let scene = load_scene(path.as_deref())?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -31,6 +31,12 @@ pub(crate) struct ServeArgs {
     /// Simulation ticks per second [default: 20].
     #[arg(long)]
     tick_hz: Option<f64>,
+    /// Also drive the twin with the real-data replay (`polis replay`), so the
+    /// city is live at once.
+    #[arg(long)]
+    demo: bool,
+    #[command(flatten)]
+    replay: super::replay::ReplayArgs,
 }
 
 /// The effective configuration for `args`: defaults, file, environment, flags.
@@ -59,11 +65,22 @@ pub(crate) fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = effective_config(&args)?;
+    let mut config = effective_config(&args)?;
+    let demo_token = args.demo.then(|| hex::encode(rand::random::<[u8; 24]>()));
+    if let Some(token) = &demo_token {
+        // A token for the built-in gateway only; never written anywhere.
+        config.runtime_tokens.push(crate::TokenEntry {
+            name: Some("demo-replay".into()),
+            role: polis_protocol::Role::Gateway,
+            token: Some(token.clone()),
+            sha256: None,
+        });
+    }
     // Health and readiness answer while the scene loads.
     let observed = Arc::new(Observed::default());
     let http = start_http(&config, &observed)?;
     let scene = load_scene(config.scene.as_deref())?;
+    let demo_scene = demo_token.is_some().then(|| scene.clone());
     let server = start_with(&config, scene, observed, http)?;
     let started = server.started().clone();
     println!(
@@ -90,6 +107,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let stop = server.stop_flag();
     spawn_signal_watcher(Arc::clone(&stop))?;
+    if let (Some(token), Some(scene)) = (demo_token, demo_scene) {
+        let options = super::replay::options(&args.replay, None)?;
+        spawn_demo_replay(&started, scene, token, options, Arc::clone(&stop))?;
+    }
     server.wait();
     info!("stopped");
     Ok(ExitCode::SUCCESS)
@@ -126,5 +147,54 @@ fn spawn_signal_watcher(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
             stop.store(true, Ordering::SeqCst);
         })
         .context("cannot start the signal thread")?;
+    Ok(())
+}
+
+/// Runs the replay against this server on its own thread until `stop`.
+fn spawn_demo_replay(
+    started: &crate::ServerStarted,
+    scene: polis_scene::Scene,
+    token: String,
+    options: polis_replay::ReplayOptions,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let addr = started.local_addr;
+    let server = if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    let client = polis_net::ClientOptions::new(
+        server,
+        started.cert_path.clone(),
+        token,
+        polis_protocol::Role::Gateway,
+    );
+    println!("demo: replaying real feeds at {}× speed", options.speed);
+    std::thread::Builder::new()
+        .name("polis-demo".into())
+        .spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let replay = super::replay::replay(&client, &scene, &options, false);
+                let stopped = async {
+                    while !stop.load(Ordering::SeqCst) {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                };
+                tokio::select! {
+                    result = replay => if let Err(err) = result {
+                        tracing::warn!("demo replay ended: {err:#}");
+                    },
+                    () = stopped => {}
+                }
+            });
+        })
+        .context("cannot start the demo thread")?;
     Ok(())
 }
