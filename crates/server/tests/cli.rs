@@ -164,6 +164,38 @@ fn serve_with_no_arguments_then_push_and_watch_as_documented() {
         "accepted 3, stale 1, duplicate 0, refused 0"
     );
 
+    // Every acknowledged reading is in history, the stale one too (it is a
+    // real measurement, only not the latest).
+    let history = run(polis().current_dir(dir.path()).args([
+        "history",
+        "--sensor",
+        "meter-osm-way-8035238",
+        "--csv",
+    ]));
+    assert!(history.status.success(), "{}", text(&history.stderr));
+    assert_eq!(
+        text(&history.stdout),
+        "time,value\n2026-11-01T08:00:00Z,2.5\n2026-11-01T08:05:00Z,9.9\n2026-11-01T08:15:00Z,3.1\n"
+    );
+    let buckets = run(polis().current_dir(dir.path()).args([
+        "history",
+        "--sensor",
+        "meter-osm-way-8035238",
+        "--from",
+        "2026-11-01T00:00:00Z",
+        "--every",
+        "15m",
+        "--agg",
+        "max",
+        "--json",
+    ]));
+    assert!(buckets.status.success(), "{}", text(&buckets.stderr));
+    assert_eq!(
+        text(&buckets.stdout),
+        "{\"sensor\":\"meter-osm-way-8035238\",\"start\":\"2026-11-01T08:00:00Z\",\"value\":9.9,\"count\":2}\n\
+         {\"sensor\":\"meter-osm-way-8035238\",\"start\":\"2026-11-01T08:15:00Z\",\"value\":3.1,\"count\":1}\n"
+    );
+
     let viewer_token = token(dir.path(), "viewer");
     let bbox_arg = format!("{},{},{},{}", bbox[0], bbox[1], bbox[2], bbox[3]);
     let watched = run(polis().current_dir(dir.path()).args([
@@ -325,6 +357,13 @@ fn every_command_has_help() {
         vec!["scene", "inspect", "--help"],
         vec!["push", "--help"],
         vec!["watch", "--help"],
+        vec!["history", "--help"],
+        vec!["replay", "--help"],
+        vec!["import", "osm", "--help"],
+        vec!["import", "epanet", "--help"],
+        vec!["scene", "sensors", "--help"],
+        vec!["config", "check", "--help"],
+        vec!["config", "show", "--help"],
     ] {
         let out = run(polis().args(&args));
         assert!(out.status.success(), "polis {args:?} --help");

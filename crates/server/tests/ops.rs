@@ -66,8 +66,10 @@ fn metrics_count_exactly_what_was_pushed() {
         }],
         ..Config::default()
     };
-    let server = polis_server::start(&config, polis_server::bundled_scene().expect("scene"))
-        .expect("starts");
+    let tiny =
+        polis_scene::Scene::from_json_str(include_str!("../../../scenes/tiny.json"), "tiny.json")
+            .expect("tiny scene");
+    let server = polis_server::start(&config, tiny).expect("starts");
     let http = server.http_addr().expect("http enabled");
     let started = server.started().clone();
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod config;
+mod history;
 mod import;
 mod progress;
 mod push;
@@ -51,6 +52,8 @@ enum Command {
     Push(push::PushArgs),
     /// Watch the live values of an area as a viewer.
     Watch(watch::WatchArgs),
+    /// Query the recorded readings of a sensor (raw or aggregated).
+    History(history::HistoryArgs),
     /// Drive a server's twin with feeds built from real data (SimBench load
     /// and PV profiles, a real water-flow series, EPANET demand patterns,
     /// transit along the real routes) in simulated time.
@@ -97,6 +100,7 @@ pub fn run() -> ExitCode {
         Command::Scene(command) => scene::run(command),
         Command::Push(args) => push::run(args),
         Command::Watch(args) => watch::run(args),
+        Command::History(args) => history::run(args),
         Command::Replay(args) => replay::run(args),
     };
     match result {
