@@ -239,7 +239,7 @@ async fn bad_clients_get_clear_errors_while_others_keep_being_served() {
         matches!(
             err,
             ClientError::Rejected(Rejection::VersionMismatch {
-                server: 1,
+                server: polis_protocol::PROTOCOL_VERSION,
                 client: 99
             })
         ),
@@ -298,6 +298,8 @@ async fn bad_clients_get_clear_errors_while_others_keep_being_served() {
             subscription: 1,
             area: west(),
             layers: vec![],
+            at_ms: None,
+            speed: 1.0,
         }))
         .await
         .expect("sent");
@@ -335,6 +337,8 @@ async fn bad_clients_get_clear_errors_while_others_keep_being_served() {
                 lat_max_deg: f64::NAN,
             },
             layers: vec![],
+            at_ms: None,
+            speed: 1.0,
         }))
         .await
         .expect("sent");
@@ -404,6 +408,8 @@ async fn a_stalled_viewer_does_not_delay_others_and_costs_bounded_memory() {
             subscription: 1,
             area: whole,
             layers: vec![],
+            at_ms: None,
+            speed: 1.0,
         }))
         .await
         .expect("sent");

@@ -103,6 +103,7 @@ impl TestServer {
             values: BTreeMap::new(),
             ever_seen: Vec::new(),
             snapshots_complete: 0,
+            history: Vec::new(),
             subscription: 0,
         };
         viewer.subscribe(area, layers).await;
@@ -212,10 +213,27 @@ pub struct Viewer {
     pub ever_seen: Vec<String>,
     /// Complete snapshots received.
     pub snapshots_complete: u32,
+    /// History replies received.
+    pub history: Vec<polis_protocol::HistoryReply>,
     subscription: u32,
 }
 
 impl Viewer {
+    /// Travels to device time `at_ms` (or back to live with `None`).
+    pub async fn travel(&mut self, area: GeoBox, at_ms: Option<i64>, speed: f32) {
+        self.subscription += 1;
+        self.session
+            .send(&ClientToServer::Subscribe(Subscribe {
+                subscription: self.subscription,
+                area,
+                layers: vec![],
+                at_ms,
+                speed,
+            }))
+            .await
+            .expect("subscribe sent");
+    }
+
     /// Sets a new area.
     pub async fn subscribe(&mut self, area: GeoBox, layers: Vec<Domain>) {
         self.subscription += 1;
@@ -224,6 +242,8 @@ impl Viewer {
                 subscription: self.subscription,
                 area,
                 layers,
+                at_ms: None,
+                speed: 1.0,
             }))
             .await
             .expect("subscribe sent");
@@ -271,6 +291,7 @@ impl Viewer {
                     self.values.insert(id, (value.device_time_ms, value.value));
                 }
             }
+            ServerToViewer::History(reply) => self.history.push(reply),
             ServerToViewer::Error(error) => return Err(ClientError::Server(error)),
         }
         Ok(())

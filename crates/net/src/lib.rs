@@ -20,7 +20,9 @@ mod tls;
 pub use client::{ClientError, ClientOptions, Session};
 pub use framing::FrameError;
 pub use gateway::{GatewayClient, GatewayOptions};
-pub use server::{NetEvent, NetServer, NetServerConfig, NetStats, ServerError, ServerInfo};
+pub use server::{
+    HistoryService, NetEvent, NetServer, NetServerConfig, NetStats, ServerError, ServerInfo,
+};
 pub use tls::{ServerIdentity, TlsError, client_crypto, load_or_create_identity};
 
 /// QUIC application close codes used by Polis.

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use polis_protocol::{
     BatchAck, ClientToServer, DecodeError, ErrorCode, Georeference, Hello, HelloReply,
-    MAX_FRAME_BYTES, MAX_READINGS_PER_BATCH, PROTOCOL_VERSION, ProtocolError, ReadingBatch, Role,
-    ServerToGateway, ServerToViewer, SharedMailbox, Subscribe, TokenLookup, Welcome, check_hello,
+    HistoryReply, HistoryRequest, MAX_FRAME_BYTES, MAX_READINGS_PER_BATCH, PROTOCOL_VERSION,
+    ProtocolError, ReadingBatch, Role, ServerToGateway, ServerToViewer, SharedMailbox, Subscribe,
+    TokenLookup, Welcome, check_hello,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -85,6 +86,14 @@ pub struct NetServerConfig {
     pub gateway_window: usize,
     /// Target size of frames sent to viewers, bytes.
     pub viewer_frame_bytes: usize,
+    /// Answers viewers' history requests, if the server keeps history.
+    pub history: Option<Arc<dyn HistoryService>>,
+}
+
+/// Answers viewers' [`HistoryRequest`]s; runs on a blocking thread.
+pub trait HistoryService: Send + Sync + 'static {
+    /// The recorded values `request` asks for, or why not.
+    fn query(&self, viewer: u64, request: &HistoryRequest) -> Result<HistoryReply, ProtocolError>;
 }
 
 /// Counters of the network edge, readable from any thread.
@@ -145,6 +154,7 @@ impl std::fmt::Debug for NetServer {
 
 struct Context {
     events: mpsc::Sender<NetEvent>,
+    history: Option<Arc<dyn HistoryService>>,
     /// Becomes true when the server begins to close: sessions stop reading.
     closing: tokio::sync::watch::Receiver<bool>,
     tokens: Arc<dyn TokenLookup + Send + Sync>,
@@ -179,6 +189,7 @@ impl NetServer {
         let shutdown = Arc::new(Notify::new());
         let context = Arc::new(Context {
             events: events_tx,
+            history: config.history,
             closing: closing_rx,
             tokens: config.tokens,
             info: config.info,
@@ -560,10 +571,12 @@ async fn serve_gateway(
             };
             let batch = match message {
                 ClientToServer::Batch(batch) => batch,
-                ClientToServer::Subscribe(_) => {
+                ClientToServer::Subscribe(_) | ClientToServer::History(_) => {
                     return SessionEnd::Protocol(ProtocolError {
                         code: ErrorCode::UnexpectedMessage,
-                        detail: "a gateway may not subscribe; connect with a viewer token".into(),
+                        detail: "a gateway may only push readings; connect with a viewer token \
+                                 to subscribe or query history"
+                            .into(),
                     });
                 }
             };
@@ -641,6 +654,7 @@ async fn serve_viewer(
         return SessionEnd::ServerStopping;
     }
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+    let (replies_tx, mut replies_rx) = mpsc::channel::<ServerToViewer>(2);
     let mut closing = context.closing.clone();
     let read_side = async move {
         let ended = loop {
@@ -654,6 +668,15 @@ async fn serve_viewer(
             };
             let subscribe = match message {
                 ClientToServer::Subscribe(subscribe) => subscribe,
+                ClientToServer::History(request) => {
+                    // One query at a time per viewer: the next frame is read
+                    // once this one is answered.
+                    let reply = answer_history(context, viewer, request).await;
+                    if replies_tx.send(reply).await.is_err() {
+                        break SessionEnd::Lost("writer ended".into());
+                    }
+                    continue;
+                }
                 ClientToServer::Batch(_) => {
                     break SessionEnd::Protocol(ProtocolError {
                         code: ErrorCode::UnexpectedMessage,
@@ -662,6 +685,12 @@ async fn serve_viewer(
                     });
                 }
             };
+            if !(subscribe.speed.is_finite() && subscribe.speed >= 0.0) {
+                break SessionEnd::Protocol(ProtocolError {
+                    code: ErrorCode::InvalidRequest,
+                    detail: format!("playback speed {} is not a number >= 0", subscribe.speed),
+                });
+            }
             if !subscribe.area.is_valid() {
                 break SessionEnd::Protocol(ProtocolError {
                     code: ErrorCode::InvalidArea,
@@ -686,6 +715,13 @@ async fn serve_viewer(
             tokio::select! {
                 biased;
                 _ = &mut stop_rx => return None,
+                reply = replies_rx.recv() => {
+                    let reply = reply?;
+                    if let Err(err) = writer.send(&reply).await {
+                        return Some(SessionEnd::Lost(err.to_string()));
+                    }
+                    continue;
+                }
                 () = ready.notified() => {}
             }
             let frames = mailbox.drain_frames(frame_bytes);
@@ -721,10 +757,30 @@ async fn serve_viewer(
     }
 }
 
+/// Answers a viewer's history request on the blocking pool; errors become
+/// an error frame (the connection stays open).
+async fn answer_history(context: &Context, viewer: u64, request: HistoryRequest) -> ServerToViewer {
+    let Some(service) = context.history.clone() else {
+        return ServerToViewer::Error(ProtocolError {
+            code: ErrorCode::InvalidRequest,
+            detail: "this server keeps no history".into(),
+        });
+    };
+    let answer = tokio::task::spawn_blocking(move || service.query(viewer, &request)).await;
+    match answer {
+        Ok(Ok(reply)) => ServerToViewer::History(reply),
+        Ok(Err(error)) => ServerToViewer::Error(error),
+        Err(_) => ServerToViewer::Error(ProtocolError {
+            code: ErrorCode::Unavailable,
+            detail: "history query failed".into(),
+        }),
+    }
+}
+
 /// Sensor values carried by a frame.
 fn values_in(frame: &ServerToViewer) -> usize {
     match frame {
-        ServerToViewer::Error(_) => 0,
+        ServerToViewer::Error(_) | ServerToViewer::History(_) => 0,
         ServerToViewer::Snapshot(snapshot) => snapshot
             .sensors
             .iter()

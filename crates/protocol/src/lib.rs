@@ -35,21 +35,25 @@ pub use codec::{
 pub use handshake::{TokenLookup, check_hello};
 pub use mailbox::{SharedMailbox, ViewerMailbox};
 pub use messages::{
-    AssetInfo, BatchAck, ClientToServer, ErrorCode, Geometry, Hello, HelloReply, NotAccepted,
-    ProtocolError, Quality, Reading, ReadingBatch, ReadingOutcome, Rejection, SensorInfo,
-    ServerToGateway, ServerToViewer, Snapshot, Subscribe, Update, ValueUpdate, Welcome,
+    Aggregation, AssetInfo, BatchAck, ClientToServer, ErrorCode, Geometry, Hello, HelloReply,
+    HistoryPoint, HistoryReply, HistoryRequest, NotAccepted, ProtocolError, Quality, Reading,
+    ReadingBatch, ReadingOutcome, Rejection, SensorInfo, ServerToGateway, ServerToViewer, Snapshot,
+    Subscribe, Update, ValueUpdate, Welcome,
 };
 pub use vocab::{AssetKind, Domain, GeoBox, GeometryClass, Georeference, Role};
 
 /// The protocol version this crate speaks. A server refuses other versions.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// ALPN identifier negotiated by TLS; includes the protocol generation.
-pub const ALPN: &[u8] = b"polis/1";
+pub const ALPN: &[u8] = b"polis/2";
 
 /// Largest frame payload either side accepts, in bytes (1 MiB). Larger frames
 /// are refused before any allocation.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
+
+/// Most points in one [`HistoryReply`].
+pub const MAX_HISTORY_POINTS: usize = 10_000;
 
 /// Most readings a single batch may carry.
 pub const MAX_READINGS_PER_BATCH: usize = 10_000;

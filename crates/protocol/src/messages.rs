@@ -134,6 +134,8 @@ pub enum ClientToServer {
     Batch(ReadingBatch),
     /// Set or replace the area of interest (viewers).
     Subscribe(Subscribe),
+    /// Ask for a sensor's recorded values (viewers).
+    History(HistoryRequest),
 }
 
 /// Why a single reading was not accepted.
@@ -205,6 +207,16 @@ pub enum ServerToGateway {
 }
 
 /// A viewer's area of interest; sending it again replaces the previous one.
+///
+/// Live (`at_ms: None`): a snapshot of the area's latest values, then every
+/// change. Moving the area or changing layers while live sends only what
+/// enters and leaves.
+///
+/// Time travel (`at_ms: Some(t)`): a snapshot of the area's state at device
+/// time `t` (each sensor's latest recorded reading at or before `t`), then
+/// the recorded changes in device-time order, played at `speed` × real time
+/// (0 holds the state at `t`). Switching between live and a time, or to
+/// another time, always starts with a fresh snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subscribe {
     /// Client-chosen id, echoed in the snapshot that answers this subscription.
@@ -213,6 +225,67 @@ pub struct Subscribe {
     pub area: GeoBox,
     /// Layers to receive; empty means all. Buildings come with every layer.
     pub layers: Vec<Domain>,
+    /// Device time to travel to, ms since the Unix epoch; `None` for live.
+    pub at_ms: Option<i64>,
+    /// Playback speed when travelling (simulated seconds per second, ≥ 0).
+    pub speed: f32,
+}
+
+/// How readings in a time bucket are combined in a [`HistoryRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Aggregation {
+    /// Every reading, no buckets.
+    Raw,
+    /// Mean of each bucket.
+    Mean,
+    /// Minimum of each bucket.
+    Min,
+    /// Maximum of each bucket.
+    Max,
+    /// Latest reading of each bucket.
+    Last,
+}
+
+/// A viewer asks for a sensor's recorded values (e.g. for a sparkline).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRequest {
+    /// Client-chosen id, echoed in the reply.
+    pub request: u32,
+    /// Sensor handle (from a snapshot or update).
+    pub sensor: u32,
+    /// From this device time (inclusive), ms since the Unix epoch.
+    pub from_ms: i64,
+    /// To this device time (exclusive), ms since the Unix epoch.
+    pub to_ms: i64,
+    /// Bucket width, ms (ignored for [`Aggregation::Raw`]).
+    pub every_ms: i64,
+    /// How to combine readings.
+    pub aggregation: Aggregation,
+}
+
+/// One point of a [`HistoryReply`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    /// Device time of the reading, or start of the bucket, ms since the Unix epoch.
+    pub time_ms: i64,
+    /// The value (or aggregate).
+    pub value: f64,
+    /// Readings behind the point (1 for raw readings).
+    pub count: u32,
+}
+
+/// The answer to a [`HistoryRequest`], sorted by time; at most
+/// [`crate::MAX_HISTORY_POINTS`] points (the latest ones when there are more).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryReply {
+    /// The request's id.
+    pub request: u32,
+    /// The sensor handle.
+    pub sensor: u32,
+    /// The points.
+    pub points: Vec<HistoryPoint>,
+    /// True when points were left out to stay within the limit.
+    pub truncated: bool,
 }
 
 /// Geometry of an asset, in the scene's local east/north/up metres.
@@ -321,6 +394,8 @@ pub enum ServerToViewer {
     Snapshot(Snapshot),
     /// Changes since the last frame.
     Update(Update),
+    /// Recorded values of a sensor, answering a [`HistoryRequest`].
+    History(HistoryReply),
 }
 
 /// Kinds of protocol errors.
@@ -341,6 +416,9 @@ pub enum ErrorCode {
     /// The server cannot take readings now (its history store failed);
     /// unacknowledged batches should be resent later.
     Unavailable,
+    /// A request names something the viewer cannot see (e.g. a sensor
+    /// handle outside its area) or asks for too much.
+    InvalidRequest,
 }
 
 /// A typed error with a human-readable detail.

@@ -124,6 +124,7 @@ fn arb_error() -> impl Strategy<Value = ProtocolError> {
             Just(ErrorCode::InvalidArea),
             Just(ErrorCode::ShuttingDown),
             Just(ErrorCode::Unavailable),
+            Just(ErrorCode::InvalidRequest),
         ],
         ".{0,30}",
     )
@@ -177,8 +178,17 @@ proptest! {
     }
 
     #[test]
-    fn subscriptions_roundtrip(subscription in any::<u32>(), area in arb_geobox(), layers in prop::collection::vec(arb_domain(), 0..4), split in any::<usize>()) {
-        assert_roundtrip(&ClientToServer::Subscribe(Subscribe { subscription, area, layers }), split);
+    fn subscriptions_roundtrip(subscription in any::<u32>(), area in arb_geobox(), layers in prop::collection::vec(arb_domain(), 0..4), at_ms in prop::option::of(any::<i64>()), speed in any::<f32>(), split in any::<usize>()) {
+        assert_roundtrip(&ClientToServer::Subscribe(Subscribe { subscription, area, layers, at_ms, speed }), split);
+    }
+
+    #[test]
+    fn history_requests_and_replies_roundtrip(request in any::<u32>(), sensor in any::<u32>(), from_ms in any::<i64>(), to_ms in any::<i64>(), every_ms in any::<i64>(), points in prop::collection::vec((any::<i64>(), any::<f64>(), any::<u32>()), 0..20), truncated in any::<bool>(), split in any::<usize>()) {
+        let aggregations = [Aggregation::Raw, Aggregation::Mean, Aggregation::Min, Aggregation::Max, Aggregation::Last];
+        let aggregation = aggregations[request as usize % aggregations.len()];
+        assert_roundtrip(&ClientToServer::History(HistoryRequest { request, sensor, from_ms, to_ms, every_ms, aggregation }), split);
+        let points = points.into_iter().map(|(time_ms, value, count)| HistoryPoint { time_ms, value, count }).collect();
+        assert_roundtrip(&ServerToViewer::History(HistoryReply { request, sensor, points, truncated }), split);
     }
 
     #[test]

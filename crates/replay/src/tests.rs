@@ -294,6 +294,7 @@ impl FakeTwin {
             max_connections: 4,
             gateway_window: 16,
             viewer_frame_bytes: 64 * 1024,
+            history: None,
         })
         .expect("net starts");
         let addr = net.local_addr().to_string();

@@ -55,6 +55,11 @@ impl Durable {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// History key of each sensor handle.
+    pub fn keys_by_handle(&self) -> &[SensorKey] {
+        &self.keys_by_handle
+    }
+
     /// The writer's counters (its lag among them).
     pub fn writer_stats(&self) -> &std::sync::Arc<polis_history::WriterStats> {
         self.history.writer().stats()
@@ -166,6 +171,10 @@ impl Plugin for NetBridgePlugin {
             .add_systems(
                 Update,
                 record_and_acknowledge.in_set(NetSystems::Acknowledge),
+            )
+            .add_systems(
+                Update,
+                crate::playback::forward_playback.after(TwinSystems::Interest),
             )
             .add_systems(Last, export_metrics);
     }

@@ -9,6 +9,7 @@ pub mod cli;
 mod config;
 mod http;
 mod metrics;
+mod playback;
 mod server;
 
 pub use bridge::{NetBridgePlugin, NetLink, NetSystems};

@@ -19,6 +19,7 @@ use crate::bridge::{Durable, NetBridgePlugin, NetLink};
 use crate::config::{Config, SyncMode, TokenTable, generated_token};
 use crate::http::HttpEndpoint;
 use crate::metrics::{Observed, ObservedHandle, SceneFacts, ServerMetrics};
+use crate::playback::{HistoryQueries, Playback, SensorKeys};
 use polis_history::{History, HistoryOptions, HistoryWriter, Synchronous};
 use polis_protocol::Quality;
 use polis_twin::StoredReading;
@@ -201,6 +202,20 @@ pub fn start_with(
     } else {
         (None, Vec::new())
     };
+    let (playback, queries) = match &durable {
+        Some(durable) => {
+            let path = config.data_dir.join(&config.history.file);
+            let keys = SensorKeys::new(
+                durable.keys_by_handle().to_vec(),
+                scene.sensors.iter().map(|s| s.id.clone()).collect(),
+            );
+            let playback = Playback::start(path.clone(), keys.clone())?;
+            let queries: Arc<dyn polis_net::HistoryService> =
+                Arc::new(HistoryQueries::new(path, keys));
+            (Some(playback), Some(queries))
+        }
+        None => (None, None),
+    };
 
     let net = NetServer::start(NetServerConfig {
         listen: config.listen,
@@ -215,6 +230,7 @@ pub fn start_with(
         max_connections: config.limits.max_connections,
         gateway_window: config.limits.gateway_window,
         viewer_frame_bytes: config.limits.viewer_frame_bytes,
+        history: queries,
     })?;
     let _ = observed.net.set(Arc::clone(net.stats()));
     let started = ServerStarted {
@@ -248,7 +264,15 @@ pub fn start_with(
     let thread = std::thread::Builder::new()
         .name("polis-twin".into())
         .spawn(move || {
-            run_ticks(scene, restored, link, thread_observed, tick, &thread_stop);
+            run_ticks(
+                scene,
+                restored,
+                link,
+                playback,
+                thread_observed,
+                tick,
+                &thread_stop,
+            );
             if let Some(retention) = retention {
                 let _ = retention.join();
             }
@@ -268,6 +292,7 @@ fn run_ticks(
     scene: Scene,
     restored: Vec<(String, StoredReading)>,
     link: NetLink,
+    playback: Option<Playback>,
     observed: ObservedHandle,
     tick: Duration,
     stop: &AtomicBool,
@@ -278,6 +303,9 @@ fn run_ticks(
         .insert_resource(link)
         .insert_resource(observed.clone())
         .add_plugins(NetBridgePlugin);
+    if let Some(playback) = playback {
+        app.insert_resource(playback);
+    }
     app.finish();
     app.cleanup();
     info!(tick_ms = tick.as_secs_f64() * 1e3, "twin running");

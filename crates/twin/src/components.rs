@@ -120,4 +120,15 @@ pub struct ViewerState {
     pub sensors: HashSet<u32>,
     /// Handles of the assets it sees.
     pub assets: HashSet<u32>,
+    /// Set while the viewer travels in time (its values come from history).
+    pub travel: Option<Travel>,
+}
+
+/// A viewer's trip to a past time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Travel {
+    /// The device time travelled to, ms since the Unix epoch.
+    pub at_ms: i64,
+    /// Playback speed (simulated seconds per second).
+    pub speed: f32,
 }

@@ -8,9 +8,12 @@ use polis_protocol::{Domain, ValueUpdate};
 use tracing::{debug, warn};
 
 use crate::TwinTick;
-use crate::components::{AssetRecord, LatestReading, SensorRecord, ViewerState};
+use crate::components::{AssetRecord, LatestReading, SensorRecord, Travel, ViewerState};
 use crate::index::{ItemRef, SpatialIndex};
-use crate::messages::{ViewerConnected, ViewerDisconnected, ViewerId, ViewerSubscribed};
+use crate::messages::{
+    PlaybackCommand, PlaybackRequested, ViewerConnected, ViewerDisconnected, ViewerId,
+    ViewerSubscribed,
+};
 use crate::spawn::{AssetDirectory, SensorDirectory, TwinInfo};
 
 /// For each sensor handle, the viewers that see it.
@@ -71,6 +74,7 @@ pub(crate) fn connect_viewers(
                 area_enu_m: None,
                 sensors: HashSet::new(),
                 assets: HashSet::new(),
+                travel: None,
             })
             .id();
         if let Some(old) = directory.0.insert(*viewer, entity) {
@@ -95,6 +99,7 @@ pub(crate) fn update_interest(
     assets: Query<&AssetRecord>,
     mut watchers: ResMut<Watchers>,
     tick: Res<TwinTick>,
+    mut playback: MessageWriter<PlaybackCommand>,
 ) {
     for ViewerSubscribed { viewer, subscribe } in subscribed.read() {
         let Some(entity) = directory.0.get(viewer).copied() else {
@@ -141,10 +146,24 @@ pub(crate) fn update_interest(
             }
         }
 
-        let first = state.area_enu_m.is_none();
+        let travel = subscribe.at_ms.map(|at_ms| Travel {
+            at_ms,
+            speed: subscribe.speed.max(0.0),
+        });
+        // A first subscription, and any change of time (to a past time, to
+        // another one, or back to live), starts from a fresh snapshot.
+        let fresh = state.area_enu_m.is_none() || travel.is_some() || state.travel.is_some();
         let state = &mut *state;
+        if fresh {
+            for &handle in &state.sensors {
+                watchers.remove(handle, entity);
+            }
+            state.sensors.clear();
+            state.assets.clear();
+        }
+        let was_travelling = state.travel.is_some();
         state.mailbox.update(|mailbox| {
-            if first {
+            if fresh {
                 mailbox.begin_snapshot(subscribe.subscription);
             }
             mailbox.set_tick(tick.0);
@@ -168,11 +187,34 @@ pub(crate) fn update_interest(
                     .by_handle(handle)
                     .and_then(|e| sensors.get(e).ok())
                 {
-                    mailbox.enter_sensor(record.info(latest));
-                    watchers.add(handle, entity);
+                    if travel.is_some() {
+                        // Values come from history, not from the live state.
+                        mailbox.enter_sensor(record.info(&LatestReading::default()));
+                    } else {
+                        mailbox.enter_sensor(record.info(latest));
+                        watchers.add(handle, entity);
+                    }
                 }
             }
         });
+        match travel {
+            Some(trip) => {
+                let mut handles: Vec<u32> = new_sensors.iter().copied().collect();
+                handles.sort_unstable();
+                playback.write(PlaybackCommand::Start(PlaybackRequested {
+                    viewer: *viewer,
+                    mailbox: state.mailbox.clone(),
+                    sensors: handles,
+                    at_ms: trip.at_ms,
+                    speed: trip.speed,
+                }));
+            }
+            None if was_travelling => {
+                playback.write(PlaybackCommand::Stop(*viewer));
+            }
+            None => {}
+        }
+        state.travel = travel;
         debug!(
             viewer = viewer.0,
             sensors = new_sensors.len(),
@@ -190,6 +232,7 @@ pub(crate) fn disconnect_viewers(
     mut directory: ResMut<ViewerDirectory>,
     viewers: Query<&ViewerState>,
     mut watchers: ResMut<Watchers>,
+    mut playback: MessageWriter<PlaybackCommand>,
     mut commands: Commands,
 ) {
     for ViewerDisconnected { viewer } in disconnected.read() {
@@ -197,6 +240,9 @@ pub(crate) fn disconnect_viewers(
             continue;
         };
         if let Ok(state) = viewers.get(entity) {
+            if state.travel.is_some() {
+                playback.write(PlaybackCommand::Stop(*viewer));
+            }
             for &handle in &state.sensors {
                 watchers.remove(handle, entity);
             }

@@ -20,12 +20,14 @@ use bevy::prelude::*;
 use polis_scene::Scene;
 
 pub use apply::{IngestCounters, classify_reading};
-pub use components::{AssetRecord, LatestReading, SensorRecord, StoredReading, ViewerState};
+pub use components::{
+    AssetRecord, LatestReading, SensorRecord, StoredReading, Travel, ViewerState,
+};
 pub use index::{IndexedItem, SpatialIndex};
 pub use interest::ViewerBacklog;
 pub use messages::{
-    BatchApplied, BatchTicket, IncomingBatch, RecordedReading, ViewerConnected, ViewerDisconnected,
-    ViewerId, ViewerSubscribed,
+    BatchApplied, BatchTicket, IncomingBatch, PlaybackCommand, PlaybackRequested, RecordedReading,
+    ViewerConnected, ViewerDisconnected, ViewerId, ViewerSubscribed,
 };
 pub use spawn::{AssetDirectory, SensorDirectory, TwinInfo};
 
@@ -83,6 +85,7 @@ impl Plugin for TwinPlugin {
             .add_message::<ViewerConnected>()
             .add_message::<ViewerSubscribed>()
             .add_message::<ViewerDisconnected>()
+            .add_message::<PlaybackCommand>()
             .configure_sets(
                 Update,
                 (

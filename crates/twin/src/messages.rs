@@ -72,3 +72,29 @@ pub struct ViewerDisconnected {
     /// The connection.
     pub viewer: ViewerId,
 }
+
+/// What a viewer's playback of recorded values should do, in the order the
+/// viewer asked for it.
+#[derive(Message, Debug, Clone)]
+pub enum PlaybackCommand {
+    /// Start (or restart) a playback, replacing any the viewer had.
+    Start(PlaybackRequested),
+    /// End the viewer's playback (it went live again, or left).
+    Stop(ViewerId),
+}
+
+/// A viewer travels to a past time: play its area's recorded values into
+/// `mailbox` from `at_ms` at `speed`.
+#[derive(Debug, Clone)]
+pub struct PlaybackRequested {
+    /// The connection.
+    pub viewer: ViewerId,
+    /// Where the values go.
+    pub mailbox: SharedMailbox,
+    /// Handles of the sensors in its area, sorted.
+    pub sensors: Vec<u32>,
+    /// Device time to start from, ms since the Unix epoch.
+    pub at_ms: i64,
+    /// Simulated seconds per second.
+    pub speed: f32,
+}

@@ -73,6 +73,8 @@ fn connect(app: &mut App, id: u64, area: GeoBox, layers: Vec<Domain>) -> SharedM
             subscription: 1,
             area,
             layers,
+            at_ms: None,
+            speed: 1.0,
         },
     });
     app.update();
@@ -228,6 +230,8 @@ fn moving_the_area_enters_and_leaves_items_and_redirects_updates() {
             subscription: 2,
             area: east(),
             layers: vec![],
+            at_ms: None,
+            speed: 1.0,
         },
     });
     app.update();

@@ -32,6 +32,13 @@ pub(crate) struct WatchArgs {
     /// One JSON object per value: {"sensor","time","value","lon","lat"}.
     #[arg(long)]
     json: bool,
+    /// Travel to this past device time (RFC 3339): the area's state then,
+    /// followed by the recorded changes.
+    #[arg(long)]
+    at: Option<String>,
+    /// Playback speed when travelling (simulated seconds per second; 0 holds).
+    #[arg(long, default_value_t = 1.0, requires = "at")]
+    speed: f32,
 }
 
 fn parse_bbox(text: &str) -> anyhow::Result<GeoBox> {
@@ -87,7 +94,27 @@ pub(crate) fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
             }
         })
         .transpose()?;
-    runtime.block_on(watch(&options, area, layers, args.json, duration))?;
+    let at_ms = args
+        .at
+        .as_deref()
+        .map(|text| {
+            let time =
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .with_context(|| format!("--at `{text}` is not an RFC 3339 time"))?;
+            i64::try_from(time.unix_timestamp_nanos() / 1_000_000).context("--at out of range")
+        })
+        .transpose()?;
+    if !(args.speed.is_finite() && args.speed >= 0.0) {
+        bail!("--speed must be a number >= 0");
+    }
+    let subscribe = Subscribe {
+        subscription: 1,
+        area,
+        layers,
+        at_ms,
+        speed: args.speed,
+    };
+    runtime.block_on(watch(&options, subscribe, args.json, duration))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -158,8 +185,7 @@ impl Printer {
 
 async fn watch(
     options: &ClientOptions,
-    area: GeoBox,
-    layers: Vec<Domain>,
+    subscribe: Subscribe,
     json: bool,
     duration: Option<Duration>,
 ) -> anyhow::Result<()> {
@@ -173,13 +199,7 @@ async fn watch(
         sensors: HashMap::new(),
         json,
     };
-    session
-        .send(&ClientToServer::Subscribe(Subscribe {
-            subscription: 1,
-            area,
-            layers,
-        }))
-        .await?;
+    session.send(&ClientToServer::Subscribe(subscribe)).await?;
     let stdout = std::io::stdout();
     loop {
         let frame = tokio::select! {
@@ -217,6 +237,7 @@ async fn watch(
                 }
             }
             ServerToViewer::Error(error) => return Err(ClientError::Server(error).into()),
+            ServerToViewer::History(_) => {}
         }
         out.flush()?;
     }
