@@ -156,3 +156,45 @@ async fn time_travel_streams_the_state_that_was_live_then() {
     assert_eq!(maxima.len(), 2);
     assert!(maxima.contains(&value_of(ROUNDS - 1, sensor)), "{maxima:?}");
 }
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .expect("clock after 1970")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_exactly_the_personal_raw_readings_past_their_age() {
+    let server = TestServer::start_configured(tiny(), |config| {
+        config.history.personal_raw_max_age_hours = 1.0;
+        config.history.retention_every_secs = 1;
+    });
+    let mut gateway = server.gateway().await;
+    let now = now_ms();
+    let old = now - 2 * 3_600_000;
+    let recent = now - 10 * 60_000;
+    // meter-b-west-1 is personal (a home); meter-b-west-2 is not (a shop).
+    gateway
+        .push(vec![
+            reading("meter-b-west-1", old, 1.0),
+            reading("meter-b-west-1", recent, 2.0),
+            reading("meter-b-west-2", old, 3.0),
+            reading("meter-b-west-2", recent, 4.0),
+        ])
+        .await;
+    let path = server.data_dir.path().join("history.sqlite");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let reader = polis_history::HistoryReader::open(&path).expect("history");
+        let personal = reader.readings("meter-b-west-1", i64::MIN, i64::MAX).expect("read");
+        if personal.len() == 1 {
+            assert_eq!(personal[0].device_time_ms, recent, "the recent reading stays");
+            let other = reader.readings("meter-b-west-2", i64::MIN, i64::MAX).expect("read");
+            assert_eq!(other.len(), 2, "readings of non-personal sensors are kept");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "retention never ran: {personal:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -31,7 +31,8 @@ pub struct TestServer {
     pub addr: String,
     /// Its certificate.
     pub cert: PathBuf,
-    _data_dir: tempfile::TempDir,
+    /// Its data directory.
+    pub data_dir: tempfile::TempDir,
 }
 
 impl TestServer {
@@ -42,6 +43,11 @@ impl TestServer {
 
     /// Starts a server on `scene` ticking at 50 Hz.
     pub fn start_with(scene: Scene) -> TestServer {
+        TestServer::start_configured(scene, |_| {})
+    }
+
+    /// Starts a server on `scene` with the test configuration changed by `adjust`.
+    pub fn start_configured(scene: Scene, adjust: impl FnOnce(&mut Config)) -> TestServer {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let config = Config {
             listen: "127.0.0.1:0".parse().expect("address"),
@@ -67,13 +73,15 @@ impl TestServer {
             ],
             ..Config::default()
         };
+        let mut config = config;
+        adjust(&mut config);
         let server = polis_server::start(&config, scene).expect("server starts");
         let started = server.started().clone();
         TestServer {
             server,
             addr: started.local_addr.to_string(),
             cert: started.cert_path,
-            _data_dir: data_dir,
+            data_dir,
         }
     }
 

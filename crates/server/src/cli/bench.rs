@@ -1,0 +1,393 @@
+//! `polis bench`: end-to-end benchmarks with a baseline measured in the same
+//! run (this machine is noisy; compare ratios, not absolute figures).
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use polis_history::{History, HistoryOptions, Row};
+use polis_net::{ClientOptions, GatewayClient, GatewayOptions};
+use polis_protocol::{AssetKind, Domain, Reading, Role};
+use polis_scene::{Asset, Geometry, Georeference, Scene, Sensor};
+
+use crate::{Config, Http, TokenEntry};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Gateways push batched readings as fast as they are acknowledged (with
+    /// durable history); baseline: the history store alone writing the same
+    /// rows.
+    Ingest(IngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IngestArgs {
+    /// A short run for CI smoke tests (under a minute).
+    #[arg(long)]
+    quick: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Concurrent gateways.
+    #[arg(long, default_value_t = 2)]
+    gateways: usize,
+    /// Sensors in the synthetic scene.
+    #[arg(long, default_value_t = 100_000)]
+    sensors: usize,
+    /// Readings per batch.
+    #[arg(long, default_value_t = 5_000)]
+    batch: usize,
+    /// Measured seconds (after a warm-up of a fifth of it).
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+}
+
+/// A square grid of `count` water junctions, 10 m apart, each with a
+/// pressure sensor: the synthetic city of the benchmarks.
+pub(crate) fn grid_scene(count: usize) -> Scene {
+    let side = (count as f64).sqrt().ceil() as usize;
+    let mut assets = Vec::with_capacity(count);
+    let mut sensors = Vec::with_capacity(count);
+    for index in 0..count {
+        let (row, col) = (index / side.max(1), index % side.max(1));
+        let position = [col as f64 * 10.0, row as f64 * 10.0, 0.0];
+        assets.push(Asset {
+            id: format!("j{index}"),
+            kind: AssetKind::WaterJunction,
+            geometry: Geometry::Point(position),
+            height_m: None,
+            attributes: Default::default(),
+        });
+        sensors.push(Sensor {
+            id: format!("s{index}"),
+            domain: Domain::Water,
+            quantity: "pressure".into(),
+            unit: "m".into(),
+            position_enu_m: position,
+            asset: Some(format!("j{index}")),
+            personal: false,
+        });
+    }
+    Scene {
+        name: format!("grid-{count}"),
+        description: Some("synthetic benchmark grid".into()),
+        attribution: vec!["synthetic; no third-party data".into()],
+        georeference: Georeference {
+            origin_lon_deg: 24.94,
+            origin_lat_deg: 60.17,
+        },
+        assets,
+        sensors,
+    }
+}
+
+/// CPU seconds used so far by each named thread of this process.
+fn cpu_by_thread() -> HashMap<String, f64> {
+    let mut cpu = HashMap::new();
+    let ticks_per_sec = 100.0; // USER_HZ on Linux
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return cpu;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let (Some(utime), Some(stime)) = (fields.get(11), fields.get(12)) else {
+            continue;
+        };
+        let ticks = utime.parse::<f64>().unwrap_or(0.0) + stime.parse::<f64>().unwrap_or(0.0);
+        *cpu.entry(name).or_insert(0.0) += ticks / ticks_per_sec;
+    }
+    cpu
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+struct GatewayResult {
+    acked: u64,
+    latencies_ms: Vec<f64>,
+}
+
+async fn run_gateway(
+    options: ClientOptions,
+    first_sensor: usize,
+    sensor_count: usize,
+    batch: usize,
+    measure_from: Instant,
+    until: Instant,
+) -> anyhow::Result<GatewayResult> {
+    let mut client = GatewayClient::connect(
+        options,
+        GatewayOptions {
+            window: 16,
+            reconnect_for: Duration::from_secs(5),
+        },
+    )
+    .await?;
+    let mut sent_at: HashMap<u64, (Instant, usize)> = HashMap::new();
+    let mut result = GatewayResult {
+        acked: 0,
+        latencies_ms: Vec::new(),
+    };
+    let ids: Vec<String> = (first_sensor..first_sensor + sensor_count)
+        .map(|i| format!("s{i}"))
+        .collect();
+    let mut step: i64 = 0;
+    let mut cursor = 0usize;
+    let base_ms: i64 = 1_700_000_000_000;
+    let account = |acks: Vec<polis_protocol::BatchAck>,
+                   sent_at: &mut HashMap<u64, (Instant, usize)>,
+                   result: &mut GatewayResult| {
+        let now = Instant::now();
+        for ack in acks {
+            if let Some((at, count)) = sent_at.remove(&ack.seq)
+                && at >= measure_from
+                && now <= until
+            {
+                result.acked += count as u64;
+                result
+                    .latencies_ms
+                    .push(now.duration_since(at).as_secs_f64() * 1e3);
+            }
+        }
+    };
+    while Instant::now() < until {
+        let mut readings = Vec::with_capacity(batch);
+        for _ in 0..batch {
+            if cursor == ids.len() {
+                cursor = 0;
+                step += 1;
+            }
+            readings.push(Reading {
+                sensor: ids[cursor].clone(),
+                device_time_ms: base_ms + step * 1_000,
+                value: step as f64,
+                quality: None,
+            });
+            cursor += 1;
+        }
+        let count = readings.len();
+        let sent = Instant::now();
+        let (seq, acks) = client.push(readings).await?;
+        sent_at.insert(seq, (sent, count));
+        account(acks, &mut sent_at, &mut result);
+    }
+    let acks = client.flush().await?;
+    account(acks, &mut sent_at, &mut result);
+    client.close().await;
+    Ok(result)
+}
+
+/// Rows per second the history store alone commits, for the same rows.
+fn storage_baseline(
+    dir: &std::path::Path,
+    sensors: usize,
+    batch: usize,
+    seconds: f64,
+) -> anyhow::Result<f64> {
+    let ids: Vec<String> = (0..sensors).map(|i| format!("s{i}")).collect();
+    let registered: Vec<(&str, bool)> = ids.iter().map(|id| (id.as_str(), false)).collect();
+    let history = History::open(
+        &dir.join("baseline.sqlite"),
+        &registered,
+        HistoryOptions::default(),
+    )?;
+    let keys: Vec<i64> = ids
+        .iter()
+        .map(|id| history.key(id).context("registered"))
+        .collect::<anyhow::Result<_>>()?;
+    let started = Instant::now();
+    let mut rows_written = 0u64;
+    let mut step = 0i64;
+    let mut cursor = 0usize;
+    // Keep the writer's queue full, as the server does, for a fair comparison.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<bool>();
+    let mut in_flight = 0usize;
+    while started.elapsed().as_secs_f64() < seconds {
+        let mut rows = Vec::with_capacity(batch);
+        for _ in 0..batch {
+            if cursor == keys.len() {
+                cursor = 0;
+                step += 1;
+            }
+            rows.push(Row {
+                sensor: keys[cursor],
+                device_time_ms: 1_700_000_000_000 + step * 1_000,
+                value: step as f64,
+                quality: None,
+            });
+            cursor += 1;
+        }
+        let tx = done_tx.clone();
+        let mut pending = Some((
+            rows,
+            Box::new(move |ok: bool| {
+                let _ = tx.send(ok);
+            }) as Box<dyn FnOnce(bool) + Send>,
+        ));
+        while let Some((rows, done)) = pending.take() {
+            match history.writer().try_append(rows, done) {
+                Ok(()) => in_flight += 1,
+                Err(Some(back)) => {
+                    if done_rx.recv().unwrap_or(false) {
+                        rows_written += batch as u64;
+                    }
+                    in_flight -= 1;
+                    pending = Some(back);
+                }
+                Err(None) => anyhow::bail!("history writer stopped"),
+            }
+        }
+    }
+    while in_flight > 0 {
+        if done_rx.recv().unwrap_or(false) {
+            rows_written += batch as u64;
+        }
+        in_flight -= 1;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    history.close()?;
+    Ok(rows_written as f64 / elapsed)
+}
+
+pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    let BenchCommand::Ingest(mut args) = command;
+    if args.quick {
+        args.seconds = args.seconds.min(5.0);
+        args.sensors = args.sensors.min(20_000);
+    }
+    anyhow::ensure!(
+        args.gateways > 0 && args.sensors >= args.gateways,
+        "need sensors >= gateways > 0"
+    );
+    let dir = tempfile::tempdir()?;
+    eprintln!(
+        "ingest: {} gateways, {} sensors, batches of {}, {:.0} s measured …",
+        args.gateways, args.sensors, args.batch, args.seconds
+    );
+    let config = Config {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: dir.path().join("data"),
+        http: Http {
+            enabled: false,
+            ..Http::default()
+        },
+        tokens: vec![TokenEntry {
+            name: Some("bench".into()),
+            role: Role::Gateway,
+            token: Some("bench-gateway-token-0123456789".into()),
+            sha256: None,
+        }],
+        ..Config::default()
+    };
+    let server = crate::start(&config, grid_scene(args.sensors))?;
+    let started = server.started().clone();
+    let client = ClientOptions::new(
+        started.local_addr.to_string(),
+        started.cert_path.clone(),
+        "bench-gateway-token-0123456789",
+        Role::Gateway,
+    );
+    let warmup = Duration::from_secs_f64(args.seconds / 5.0);
+    let measured = Duration::from_secs_f64(args.seconds);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("polis-bench-load")
+        .enable_all()
+        .build()?;
+    let per_gateway = args.sensors / args.gateways;
+    let cpu_before = std::cell::Cell::new(HashMap::new());
+    let results = runtime.block_on(async {
+        let measure_from = Instant::now() + warmup;
+        let until = measure_from + measured;
+        let mut tasks = Vec::new();
+        for g in 0..args.gateways {
+            tasks.push(tokio::spawn(run_gateway(
+                client.clone(),
+                g * per_gateway,
+                per_gateway,
+                args.batch,
+                measure_from,
+                until,
+            )));
+        }
+        tokio::time::sleep_until(measure_from.into()).await;
+        cpu_before.set(cpu_by_thread());
+        tokio::time::sleep_until(until.into()).await;
+        let cpu_after = cpu_by_thread();
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await??);
+        }
+        Ok::<_, anyhow::Error>((results, cpu_after))
+    })?;
+    let (results, cpu_after) = results;
+    let cpu_before = cpu_before.take();
+    drop(server);
+    let acked: u64 = results.iter().map(|r| r.acked).sum();
+    let mut latencies: Vec<f64> = results
+        .iter()
+        .flat_map(|r| r.latencies_ms.clone())
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let secs = measured.as_secs_f64();
+    let rate = acked as f64 / secs;
+    let cores = |name: &str| {
+        (cpu_after.get(name).copied().unwrap_or(0.0) - cpu_before.get(name).copied().unwrap_or(0.0))
+            / secs
+    };
+    let (twin, net, history) = (
+        cores("polis-twin"),
+        cores("polis-net"),
+        cores("polis-history"),
+    );
+    eprintln!("baseline: the history store alone, same rows …");
+    let baseline = storage_baseline(dir.path(), args.sensors, args.batch, args.seconds.min(10.0))?;
+    let report = serde_json::json!({
+        "scenario": "ingest",
+        "gateways": args.gateways,
+        "sensors": args.sensors,
+        "batch": args.batch,
+        "seconds": secs,
+        "durable_readings_per_s": rate.round(),
+        "ack_latency_ms_p50": percentile(&latencies, 50.0),
+        "ack_latency_ms_p99": percentile(&latencies, 99.0),
+        "server_cpu_cores": { "twin": twin, "net": net, "history": history, "total": twin + net + history },
+        "baseline_store_alone_rows_per_s": baseline.round(),
+        "ratio_end_to_end_over_store": rate / baseline,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("| measure | Polis end to end | baseline: store alone | ratio |");
+        println!("|---|---|---|---|");
+        println!(
+            "| durable readings/s | {:.0} | {:.0} | {:.2} |",
+            rate,
+            baseline,
+            rate / baseline
+        );
+        println!(
+            "| ack latency p50 / p99 | {:.1} / {:.1} ms | – | – |",
+            percentile(&latencies, 50.0),
+            percentile(&latencies, 99.0)
+        );
+        println!(
+            "| server CPU (cores) | twin {twin:.2}, net {net:.2}, history {history:.2} | – | – |"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
