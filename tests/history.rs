@@ -187,14 +187,24 @@ async fn retention_deletes_exactly_the_personal_raw_readings_past_their_age() {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let reader = polis_history::HistoryReader::open(&path).expect("history");
-        let personal = reader.readings("meter-b-west-1", i64::MIN, i64::MAX).expect("read");
+        let personal = reader
+            .readings("meter-b-west-1", i64::MIN, i64::MAX)
+            .expect("read");
         if personal.len() == 1 {
-            assert_eq!(personal[0].device_time_ms, recent, "the recent reading stays");
-            let other = reader.readings("meter-b-west-2", i64::MIN, i64::MAX).expect("read");
+            assert_eq!(
+                personal[0].device_time_ms, recent,
+                "the recent reading stays"
+            );
+            let other = reader
+                .readings("meter-b-west-2", i64::MIN, i64::MAX)
+                .expect("read");
             assert_eq!(other.len(), 2, "readings of non-personal sensors are kept");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "retention never ran: {personal:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retention never ran: {personal:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

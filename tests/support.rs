@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use polis_net::{ClientError, ClientOptions, Session};
 use polis_protocol::{
-    BatchAck, ClientToServer, Domain, GeoBox, Georeference, Reading, ReadingBatch, Role,
+    Access, BatchAck, ClientToServer, Domain, GeoBox, Georeference, Reading, ReadingBatch, Role,
     ServerToGateway, ServerToViewer, Subscribe,
 };
 use polis_scene::Scene;
@@ -15,8 +15,12 @@ use polis_server::{Config, RunningServer, TokenEntry};
 
 /// Token granting the gateway role in test servers.
 pub const GATEWAY_TOKEN: &str = "gateway-token-for-tests";
-/// Token granting the viewer role in test servers.
+/// Token granting the operator (raw personal data) viewer role in test servers.
 pub const VIEWER_TOKEN: &str = "viewer-token-for-tests";
+/// Token granting the planner viewer role in test servers.
+pub const PLANNER_TOKEN: &str = "planner-token-for-tests";
+/// Token granting the public viewer role in test servers.
+pub const PUBLIC_TOKEN: &str = "public-token-for-tests";
 
 /// The tiny test scene.
 pub fn tiny() -> Scene {
@@ -60,15 +64,31 @@ impl TestServer {
             tokens: vec![
                 TokenEntry {
                     name: None,
-                    role: Role::Gateway,
+                    role: Access::Gateway,
                     token: Some(GATEWAY_TOKEN.into()),
                     sha256: None,
+                    scope_prefixes: Vec::new(),
                 },
                 TokenEntry {
-                    name: None,
-                    role: Role::Viewer,
+                    name: Some("planning-office".into()),
+                    role: Access::Planner,
+                    token: Some(PLANNER_TOKEN.into()),
+                    sha256: None,
+                    scope_prefixes: Vec::new(),
+                },
+                TokenEntry {
+                    name: Some("open-data-portal".into()),
+                    role: Access::Public,
+                    token: Some(PUBLIC_TOKEN.into()),
+                    sha256: None,
+                    scope_prefixes: Vec::new(),
+                },
+                TokenEntry {
+                    name: Some("control-room".into()),
+                    role: Access::Operator,
                     token: Some(VIEWER_TOKEN.into()),
                     sha256: None,
+                    scope_prefixes: Vec::new(),
                 },
             ],
             ..Config::default()
@@ -98,9 +118,14 @@ impl TestServer {
         Gateway { session, seq: 0 }
     }
 
-    /// A connected viewer subscribed to `area`.
+    /// A connected operator viewer subscribed to `area`.
     pub async fn viewer(&self, area: GeoBox, layers: Vec<Domain>) -> Viewer {
-        let session = Session::connect(&self.options(Role::Viewer, VIEWER_TOKEN))
+        self.viewer_with(VIEWER_TOKEN, area, layers).await
+    }
+
+    /// A connected viewer with `token` subscribed to `area`.
+    pub async fn viewer_with(&self, token: &str, area: GeoBox, layers: Vec<Domain>) -> Viewer {
+        let session = Session::connect(&self.options(Role::Viewer, token))
             .await
             .expect("viewer connects");
         let georeference = session.welcome().georeference;

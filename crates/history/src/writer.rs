@@ -11,6 +11,15 @@ use tracing::error;
 
 use crate::store::{HistoryError, HistoryOptions, SensorKey, sqlite_error};
 
+/// Rows bound to one multi-row INSERT statement (4 parameters each, within
+/// SQLite's default limit of 32,766 parameters).
+const ROWS_PER_STATEMENT: usize = 256;
+
+static MULTI_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let rows = vec!["(?, ?, ?, ?)"; ROWS_PER_STATEMENT].join(", ");
+    format!("INSERT OR IGNORE INTO readings (sensor, device_time_ms, value, quality) VALUES {rows}")
+});
+
 /// One reading to record.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Row {
@@ -209,10 +218,29 @@ fn run(
                          VALUES (?1, ?2, ?3, ?4)",
                     )
                     .map_err(&err)?;
+                // Many rows per statement: most of an INSERT's cost is the
+                // statement, not the row.
+                let mut insert_many = tx.prepare_cached(&MULTI_INSERT).map_err(&err)?;
                 for job in &jobs {
                     match job {
                         Job::Append { rows, .. } => {
-                            for row in rows {
+                            let mut chunks = rows.chunks_exact(ROWS_PER_STATEMENT);
+                            for chunk in &mut chunks {
+                                let values = chunk.iter().flat_map(|row| {
+                                    [
+                                        rusqlite::types::Value::Integer(row.sensor),
+                                        rusqlite::types::Value::Integer(row.device_time_ms),
+                                        rusqlite::types::Value::Real(row.value),
+                                        row.quality.map_or(rusqlite::types::Value::Null, |q| {
+                                            rusqlite::types::Value::Integer(i64::from(q))
+                                        }),
+                                    ]
+                                });
+                                insert_many
+                                    .execute(rusqlite::params_from_iter(values))
+                                    .map_err(&err)?;
+                            }
+                            for row in chunks.remainder() {
                                 insert
                                     .execute(params![
                                         row.sensor,

@@ -21,7 +21,8 @@ pub use client::{ClientError, ClientOptions, Session};
 pub use framing::FrameError;
 pub use gateway::{GatewayClient, GatewayOptions};
 pub use server::{
-    HistoryService, NetEvent, NetServer, NetServerConfig, NetStats, ServerError, ServerInfo,
+    Grant, HistoryService, NetEvent, NetServer, NetServerConfig, NetStats, ServerError, ServerInfo,
+    TokenDirectory,
 };
 pub use tls::{ServerIdentity, TlsError, client_crypto, load_or_create_identity};
 

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use polis_protocol::{
-    BatchAck, ClientToServer, DecodeError, ErrorCode, Georeference, Hello, HelloReply,
+    Access, BatchAck, ClientToServer, DecodeError, ErrorCode, Georeference, Hello, HelloReply,
     HistoryReply, HistoryRequest, MAX_FRAME_BYTES, MAX_READINGS_PER_BATCH, PROTOCOL_VERSION,
     ProtocolError, ReadingBatch, Role, ServerToGateway, ServerToViewer, SharedMailbox, Subscribe,
-    TokenLookup, Welcome, check_hello,
+    Welcome, check_hello,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -30,6 +30,8 @@ pub enum NetEvent {
     Batch {
         /// The gateway connection.
         gateway: u64,
+        /// Sensor-id prefixes the gateway's token may write; `None` for all.
+        scope: Option<Arc<[String]>>,
         /// The readings.
         batch: ReadingBatch,
         /// Where the acknowledgement goes once the batch is applied and
@@ -40,6 +42,10 @@ pub enum NetEvent {
     ViewerConnected {
         /// The viewer connection.
         viewer: u64,
+        /// What its token grants (operator, planner, public).
+        access: Access,
+        /// The token's name, for the audit log.
+        name: String,
         /// Its coalescing outbox.
         mailbox: SharedMailbox,
     },
@@ -74,8 +80,8 @@ pub struct NetServerConfig {
     pub listen: SocketAddr,
     /// Certificate and key.
     pub identity: ServerIdentity,
-    /// Which role each token grants.
-    pub tokens: Arc<dyn TokenLookup + Send + Sync>,
+    /// What each token grants.
+    pub tokens: Arc<dyn TokenDirectory>,
     /// Sent to clients on acceptance.
     pub info: ServerInfo,
     /// Capacity of the channel into the twin, events.
@@ -92,8 +98,38 @@ pub struct NetServerConfig {
 
 /// Answers viewers' [`HistoryRequest`]s; runs on a blocking thread.
 pub trait HistoryService: Send + Sync + 'static {
-    /// The recorded values `request` asks for, or why not.
-    fn query(&self, viewer: u64, request: &HistoryRequest) -> Result<HistoryReply, ProtocolError>;
+    /// The recorded values `request` asks for, or why not, for a viewer with
+    /// `access` known as `name`.
+    fn query(
+        &self,
+        viewer: u64,
+        access: Access,
+        name: &str,
+        request: &HistoryRequest,
+    ) -> Result<HistoryReply, ProtocolError>;
+}
+
+/// What a token grants.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// Gateway, or a viewer's level of access.
+    pub access: Access,
+    /// The token's name, for logs and the audit log.
+    pub name: String,
+    /// Sensor-id prefixes a gateway may write; `None` for all.
+    pub scope: Option<Arc<[String]>>,
+}
+
+/// Looks up tokens.
+pub trait TokenDirectory: Send + Sync + 'static {
+    /// What `token` grants, or `None` if it is unknown.
+    fn grant(&self, token: &str) -> Option<Grant>;
+}
+
+impl<F: Fn(&str) -> Option<Grant> + Send + Sync + 'static> TokenDirectory for F {
+    fn grant(&self, token: &str) -> Option<Grant> {
+        self(token)
+    }
 }
 
 /// Counters of the network edge, readable from any thread.
@@ -157,7 +193,7 @@ struct Context {
     history: Option<Arc<dyn HistoryService>>,
     /// Becomes true when the server begins to close: sessions stop reading.
     closing: tokio::sync::watch::Receiver<bool>,
-    tokens: Arc<dyn TokenLookup + Send + Sync>,
+    tokens: Arc<dyn TokenDirectory>,
     info: ServerInfo,
     gateway_window: usize,
     viewer_frame_bytes: usize,
@@ -425,8 +461,11 @@ async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
             return;
         }
     };
-    let role = match check_hello(&hello, &*context.tokens) {
-        Ok(role) => role,
+    let grant = context.tokens.grant(&hello.token);
+    let lookup = |_: &str| grant.as_ref().map(|g| g.access);
+    let grant = match check_hello(&hello, &lookup).map(|_| grant.clone()) {
+        Ok(Some(grant)) => grant,
+        Ok(None) => return,
         Err(rejection) => {
             context
                 .stats
@@ -453,14 +492,14 @@ async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
     if writer.send(&welcome).await.is_err() {
         return;
     }
-    info!(%remote, connection = id, role = role.as_str(), client = %hello.client, "connected");
-    let ended = match role {
+    info!(%remote, connection = id, access = grant.access.as_str(), token = %grant.name, client = %hello.client, "connected");
+    let ended = match grant.access.role() {
         Role::Gateway => {
             context
                 .stats
                 .gateways_connected
                 .fetch_add(1, Ordering::Relaxed);
-            let ended = serve_gateway(context, id, &mut reader, &mut writer).await;
+            let ended = serve_gateway(context, id, &grant, &mut reader, &mut writer).await;
             context
                 .stats
                 .gateways_connected
@@ -472,7 +511,7 @@ async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
                 .stats
                 .viewers_connected
                 .fetch_add(1, Ordering::Relaxed);
-            let ended = serve_viewer(context, id, &mut reader, &mut writer).await;
+            let ended = serve_viewer(context, id, &grant, &mut reader, &mut writer).await;
             context
                 .stats
                 .viewers_connected
@@ -553,6 +592,7 @@ fn read_end(err: FrameError) -> SessionEnd {
 async fn serve_gateway(
     context: &Context,
     gateway: u64,
+    grant: &Grant,
     reader: &mut FrameReader,
     writer: &mut FrameWriter,
 ) -> SessionEnd {
@@ -597,6 +637,7 @@ async fn serve_gateway(
             let (reply, answer) = oneshot::channel();
             let event = NetEvent::Batch {
                 gateway,
+                scope: grant.scope.clone(),
                 batch,
                 reply,
             };
@@ -638,6 +679,7 @@ async fn serve_gateway(
 async fn serve_viewer(
     context: &Context,
     viewer: u64,
+    grant: &Grant,
     reader: &mut FrameReader,
     writer: &mut FrameWriter,
 ) -> SessionEnd {
@@ -648,6 +690,8 @@ async fn serve_viewer(
     };
     let connected = NetEvent::ViewerConnected {
         viewer,
+        access: grant.access,
+        name: grant.name.clone(),
         mailbox: mailbox.clone(),
     };
     if context.events.send(connected).await.is_err() {
@@ -671,7 +715,7 @@ async fn serve_viewer(
                 ClientToServer::History(request) => {
                     // One query at a time per viewer: the next frame is read
                     // once this one is answered.
-                    let reply = answer_history(context, viewer, request).await;
+                    let reply = answer_history(context, viewer, grant, request).await;
                     if replies_tx.send(reply).await.is_err() {
                         break SessionEnd::Lost("writer ended".into());
                     }
@@ -759,14 +803,21 @@ async fn serve_viewer(
 
 /// Answers a viewer's history request on the blocking pool; errors become
 /// an error frame (the connection stays open).
-async fn answer_history(context: &Context, viewer: u64, request: HistoryRequest) -> ServerToViewer {
+async fn answer_history(
+    context: &Context,
+    viewer: u64,
+    grant: &Grant,
+    request: HistoryRequest,
+) -> ServerToViewer {
     let Some(service) = context.history.clone() else {
         return ServerToViewer::Error(ProtocolError {
             code: ErrorCode::InvalidRequest,
             detail: "this server keeps no history".into(),
         });
     };
-    let answer = tokio::task::spawn_blocking(move || service.query(viewer, &request)).await;
+    let (access, name) = (grant.access, grant.name.clone());
+    let answer =
+        tokio::task::spawn_blocking(move || service.query(viewer, access, &name, &request)).await;
     match answer {
         Ok(Ok(reply)) => ServerToViewer::History(reply),
         Ok(Err(error)) => ServerToViewer::Error(error),

@@ -40,7 +40,7 @@ pub use messages::{
     ReadingBatch, ReadingOutcome, Rejection, SensorInfo, ServerToGateway, ServerToViewer, Snapshot,
     Subscribe, Update, ValueUpdate, Welcome,
 };
-pub use vocab::{AssetKind, Domain, GeoBox, GeometryClass, Georeference, Role};
+pub use vocab::{Access, AssetKind, Domain, GeoBox, GeometryClass, Georeference, Role};
 
 /// The protocol version this crate speaks. A server refuses other versions.
 pub const PROTOCOL_VERSION: u16 = 2;

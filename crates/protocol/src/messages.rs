@@ -151,6 +151,8 @@ pub enum ReadingOutcome {
     NonFiniteValue,
     /// Refused: same device time as the reading held, but a different value.
     ConflictingValue,
+    /// Refused: the gateway's token does not cover this sensor.
+    OutOfScope,
 }
 
 impl ReadingOutcome {
@@ -162,6 +164,7 @@ impl ReadingOutcome {
             ReadingOutcome::UnknownSensor
                 | ReadingOutcome::NonFiniteValue
                 | ReadingOutcome::ConflictingValue
+                | ReadingOutcome::OutOfScope
         )
     }
 
@@ -173,6 +176,7 @@ impl ReadingOutcome {
             ReadingOutcome::UnknownSensor => "unknown sensor id",
             ReadingOutcome::NonFiniteValue => "value is not a finite number",
             ReadingOutcome::ConflictingValue => "conflicting value for a device time already held",
+            ReadingOutcome::OutOfScope => "outside the sensors this gateway token may write",
         }
     }
 }

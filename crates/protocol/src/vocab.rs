@@ -182,6 +182,49 @@ impl Role {
     }
 }
 
+/// What a token grants: a gateway, or a viewer with one of three levels of
+/// access to personal data.
+///
+/// - `operator`: raw values of every sensor (each access to personal data is
+///   audited);
+/// - `planner`: personal sensors only as building-level aggregates;
+/// - `public`: personal sensors only as aggregates over at least k of them
+///   (building, else block, else district), or not at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// May push readings (within its scope); may not subscribe.
+    Gateway,
+    /// A viewer that sees raw values of personal sensors.
+    Operator,
+    /// A viewer that sees personal sensors as building aggregates.
+    Planner,
+    /// A viewer that sees personal sensors as k-anonymous aggregates
+    /// (`viewer` in configuration files means this).
+    #[serde(alias = "viewer")]
+    Public,
+}
+
+impl Access {
+    /// The protocol role this access is for.
+    pub fn role(self) -> Role {
+        match self {
+            Access::Gateway => Role::Gateway,
+            Access::Operator | Access::Planner | Access::Public => Role::Viewer,
+        }
+    }
+
+    /// The `snake_case` name used in `polis.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Gateway => "gateway",
+            Access::Operator => "operator",
+            Access::Planner => "planner",
+            Access::Public => "public",
+        }
+    }
+}
+
 /// A box in WGS84 longitude/latitude degrees: the area a viewer looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GeoBox {

@@ -180,10 +180,11 @@ fn decoder_yields_back_to_back_frames_in_order() {
     assert_eq!(seen, (0..100).collect::<Vec<_>>());
 }
 
-fn lookup(token: &str) -> Option<Role> {
+fn lookup(token: &str) -> Option<Access> {
     match token {
-        "gw" => Some(Role::Gateway),
-        "view" => Some(Role::Viewer),
+        "gw" => Some(Access::Gateway),
+        "view" => Some(Access::Public),
+        "plan" => Some(Access::Planner),
         _ => None,
     }
 }
@@ -201,11 +202,11 @@ fn hello(version: u16, role: Role, token: &str) -> Hello {
 fn handshake_accepts_matching_token_and_role() {
     assert_eq!(
         check_hello(&hello(PROTOCOL_VERSION, Role::Gateway, "gw"), &lookup),
-        Ok(Role::Gateway)
+        Ok(Access::Gateway)
     );
     assert_eq!(
         check_hello(&hello(PROTOCOL_VERSION, Role::Viewer, "view"), &lookup),
-        Ok(Role::Viewer)
+        Ok(Access::Public)
     );
 }
 

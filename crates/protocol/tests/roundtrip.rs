@@ -172,7 +172,7 @@ proptest! {
 
     #[test]
     fn acks_roundtrip(seq in any::<u64>(), accepted in any::<u32>(), idx in prop::collection::vec(any::<u32>(), 0..10), split in any::<usize>()) {
-        let outcomes = [ReadingOutcome::Stale, ReadingOutcome::Duplicate, ReadingOutcome::UnknownSensor, ReadingOutcome::NonFiniteValue, ReadingOutcome::ConflictingValue];
+        let outcomes = [ReadingOutcome::Stale, ReadingOutcome::Duplicate, ReadingOutcome::UnknownSensor, ReadingOutcome::NonFiniteValue, ReadingOutcome::ConflictingValue, ReadingOutcome::OutOfScope];
         let not_accepted = idx.iter().map(|&i| NotAccepted { index: i, outcome: outcomes[i as usize % outcomes.len()] }).collect();
         assert_roundtrip(&ServerToGateway::Ack(BatchAck { seq, accepted, not_accepted }), split);
     }

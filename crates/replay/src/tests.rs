@@ -273,10 +273,17 @@ impl FakeTwin {
         let identity =
             load_or_create_identity(dir.path(), &["127.0.0.1".to_owned()]).expect("identity");
         let cert = identity.cert_path.clone();
-        let tokens = |token: &str| match token {
-            TOKEN => Some(Role::Gateway),
-            "viewer" => Some(Role::Viewer),
-            _ => None,
+        let tokens = |token: &str| {
+            let access = match token {
+                TOKEN => polis_protocol::Access::Gateway,
+                "viewer" => polis_protocol::Access::Public,
+                _ => return None,
+            };
+            Some(polis_net::Grant {
+                access,
+                name: token.to_owned(),
+                scope: None,
+            })
         };
         let mut net = NetServer::start(NetServerConfig {
             listen: "127.0.0.1:0".parse().expect("address"),

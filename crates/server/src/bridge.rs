@@ -176,6 +176,10 @@ impl Plugin for NetBridgePlugin {
                 Update,
                 crate::playback::forward_playback.after(TwinSystems::Interest),
             )
+            .add_systems(
+                Update,
+                crate::audit::audit_personal_data.after(TwinSystems::Interest),
+            )
             .add_systems(Last, export_metrics);
     }
 }
@@ -200,18 +204,31 @@ fn receive_net_events(
             break;
         };
         match event {
-            NetEvent::Batch { batch, reply, .. } => {
+            NetEvent::Batch {
+                batch,
+                reply,
+                scope,
+                ..
+            } => {
                 let ticket = link.next_ticket;
                 link.next_ticket += 1;
                 link.pending_acks.insert(ticket, reply);
                 batches.write(IncomingBatch {
                     ticket: BatchTicket(ticket),
+                    scope,
                     batch,
                 });
             }
-            NetEvent::ViewerConnected { viewer, mailbox } => {
+            NetEvent::ViewerConnected {
+                viewer,
+                access,
+                name,
+                mailbox,
+            } => {
                 connected.write(ViewerConnected {
                     viewer: ViewerId(viewer),
+                    access,
+                    name,
                     mailbox,
                 });
             }

@@ -3,7 +3,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use polis_protocol::{Role, TokenLookup};
+use std::sync::Arc;
+
+use polis_net::{Grant, TokenDirectory};
+use polis_protocol::Access;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -74,14 +77,19 @@ pub struct TokenEntry {
     /// Who holds it, for logs (e.g. `substation-gateway-3`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// The role it grants.
-    pub role: Role,
+    /// What it grants: `gateway`, or a viewer's access: `operator` (raw
+    /// personal data, audited), `planner` (building aggregates) or `public`
+    /// (aggregates over at least k; `viewer` is an alias).
+    pub role: Access,
     /// The token itself (prefer `sha256`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     /// Hex SHA-256 of the token, so the file holds no secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// For gateway tokens: the sensor-id prefixes it may write (all when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scope_prefixes: Vec<String>,
 }
 
 /// Limits that protect the server from overload.
@@ -171,6 +179,28 @@ impl Default for HistoryConfig {
     }
 }
 
+/// How personal data is shown to viewers who are not operators.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Fewest personal sensors behind a value shown to the public.
+    pub k: usize,
+    /// Side of a block cell for public aggregates, metres.
+    pub block_m: f64,
+    /// Side of a district cell for public aggregates, metres.
+    pub district_m: f64,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            k: 5,
+            block_m: 100.0,
+            district_m: 500.0,
+        }
+    }
+}
+
 /// The server's configuration (every field has a default).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -190,6 +220,8 @@ pub struct Config {
     pub http: Http,
     /// Durable history of readings.
     pub history: HistoryConfig,
+    /// Aggregation of personal data.
+    pub privacy: PrivacyConfig,
     /// Overload protection.
     pub limits: Limits,
     /// Access tokens; when none is configured, one per role is generated in
@@ -212,6 +244,7 @@ impl Default for Config {
             tls_names: Vec::new(),
             http: Http::default(),
             history: HistoryConfig::default(),
+            privacy: PrivacyConfig::default(),
             limits: Limits::default(),
             tokens: Vec::new(),
             runtime_tokens: Vec::new(),
@@ -232,7 +265,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 /// Settings that may come from the environment, as dotted keys; the variable
 /// is `POLIS_` followed by the key in upper case with `.` as `_`
 /// (`limits.gateway_window` → `POLIS_LIMITS_GATEWAY_WINDOW`).
-pub const ENV_KEYS: [&str; 16] = [
+pub const ENV_KEYS: [&str; 17] = [
     "listen",
     "data_dir",
     "scene",
@@ -249,6 +282,7 @@ pub const ENV_KEYS: [&str; 16] = [
     "history.synchronous",
     "history.personal_raw_max_age_hours",
     "history.retention_every_secs",
+    "privacy.k",
 ];
 
 /// The environment variable for a dotted key.
@@ -426,6 +460,15 @@ impl Config {
                 "must be a non-negative number of hours (0 keeps readings forever)",
             );
         }
+        if self.privacy.k < 2 {
+            problem(
+                "privacy.k",
+                "must be at least 2 (1 would show single households)",
+            );
+        }
+        if !(self.privacy.block_m > 0.0 && self.privacy.district_m >= self.privacy.block_m) {
+            problem("privacy", "needs 0 < block_m <= district_m");
+        }
         if self.history.retention_every_secs == 0 {
             problem("history.retention_every_secs", "must be at least 1");
         }
@@ -485,7 +528,7 @@ pub fn token_sha256(token: &str) -> String {
 /// The token table the server checks handshakes against; holds hashes only.
 #[derive(Debug, Clone, Default)]
 pub struct TokenTable {
-    entries: Vec<([u8; 32], Role)>,
+    entries: Vec<([u8; 32], Grant)>,
 }
 
 impl TokenTable {
@@ -502,7 +545,19 @@ impl TokenTable {
                     }
                     (None, None) => return None,
                 };
-                Some((hash, entry.role))
+                let scope = (entry.role == Access::Gateway && !entry.scope_prefixes.is_empty())
+                    .then(|| Arc::from(entry.scope_prefixes.clone().into_boxed_slice()));
+                let name = entry.name.clone().unwrap_or_else(|| {
+                    format!("{}-{}", entry.role.as_str(), &hex::encode(hash)[..8])
+                });
+                Some((
+                    hash,
+                    Grant {
+                        access: entry.role,
+                        name,
+                        scope,
+                    },
+                ))
             })
             .collect();
         Self { entries }
@@ -519,18 +574,18 @@ impl TokenTable {
     }
 }
 
-impl TokenLookup for TokenTable {
-    fn role_of(&self, token: &str) -> Option<Role> {
+impl TokenDirectory for TokenTable {
+    fn grant(&self, token: &str) -> Option<Grant> {
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         // Compare every entry in full so timing does not reveal near misses.
         let mut found = None;
-        for (hash, role) in &self.entries {
+        for (hash, grant) in &self.entries {
             let difference = hash
                 .iter()
                 .zip(presented.iter())
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b));
             if difference == 0 {
-                found = Some(*role);
+                found = Some(grant.clone());
             }
         }
         found
@@ -539,7 +594,7 @@ impl TokenLookup for TokenTable {
 
 /// Reads the generated token for `role` from the data directory, creating it
 /// on first use. Used when `polis.toml` configures no tokens.
-pub fn generated_token(data_dir: &Path, role: Role) -> std::io::Result<(String, PathBuf)> {
+pub fn generated_token(data_dir: &Path, role: Access) -> std::io::Result<(String, PathBuf)> {
     let path = data_dir.join(format!("{}.token", role.as_str()));
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let token = existing.trim().to_owned();
@@ -703,9 +758,14 @@ mod tests {
         );
         let config = Config::from_toml_str(&text, Path::new("polis.toml")).expect("valid");
         let table = TokenTable::from_entries(&config.tokens);
-        assert_eq!(table.role_of("gateway-secret-123456"), Some(Role::Gateway));
-        assert_eq!(table.role_of("viewer-secret-123456"), Some(Role::Viewer));
-        assert_eq!(table.role_of("viewer-secret-12345"), None);
+        let access = |t: &str| table.grant(t).map(|g| g.access);
+        assert_eq!(access("gateway-secret-123456"), Some(Access::Gateway));
+        assert_eq!(
+            access("viewer-secret-123456"),
+            Some(Access::Public),
+            "viewer means public"
+        );
+        assert_eq!(access("viewer-secret-12345"), None);
         let short = "[[token]]\nrole = \"viewer\"\ntoken = \"short\"\n";
         assert!(Config::from_toml_str(short, Path::new("p.toml")).is_err());
     }

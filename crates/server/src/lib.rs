@@ -4,6 +4,7 @@
 //! edge and runs the twin's fixed tick on a thread of its own; the `polis`
 //! binary is a thin wrapper around [`cli::run`].
 
+mod audit;
 mod bridge;
 pub mod cli;
 mod config;
@@ -12,11 +13,12 @@ mod metrics;
 mod playback;
 mod server;
 
+pub use audit::AuditLog;
 pub use bridge::{NetBridgePlugin, NetLink, NetSystems};
 pub use config::{
     Config, ConfigError, ConfigProblem, DEFAULT_DATA_DIR, DEFAULT_HTTP_LISTEN, DEFAULT_LISTEN,
-    DEFAULT_TICK_HZ, ENV_KEYS, HistoryConfig, Http, Limits, SyncMode, TokenEntry, TokenTable,
-    env_var_for, generated_token, token_sha256,
+    DEFAULT_TICK_HZ, ENV_KEYS, HistoryConfig, Http, Limits, PrivacyConfig, SyncMode, TokenEntry,
+    TokenTable, env_var_for, generated_token, token_sha256,
 };
 pub use http::HttpEndpoint;
 pub use metrics::{Observed, ObservedHandle, SceneFacts, ServerMetrics, render_prometheus};

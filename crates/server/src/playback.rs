@@ -16,11 +16,13 @@ use bevy::prelude::*;
 use polis_history::{Aggregate, HistoryReader, RecordedValue, SensorKey};
 use polis_net::HistoryService;
 use polis_protocol::{
-    Aggregation, ErrorCode, HistoryPoint, HistoryReply, HistoryRequest, MAX_HISTORY_POINTS,
+    Access, Aggregation, ErrorCode, HistoryPoint, HistoryReply, HistoryRequest, MAX_HISTORY_POINTS,
     ProtocolError, SharedMailbox, ValueUpdate,
 };
 use polis_twin::PlaybackCommand;
 use tracing::{debug, warn};
+
+use crate::audit::AuditLog;
 
 /// How often the worker advances every playback.
 const PLAYBACK_STEP: Duration = Duration::from_millis(50);
@@ -32,13 +34,19 @@ const COMMAND_CAPACITY: usize = 256;
 pub(crate) struct SensorKeys {
     keys_by_handle: Vec<SensorKey>,
     ids_by_handle: Vec<String>,
+    personal_by_handle: Vec<bool>,
 }
 
 impl SensorKeys {
-    pub(crate) fn new(keys_by_handle: Vec<SensorKey>, ids_by_handle: Vec<String>) -> Self {
+    pub(crate) fn new(
+        keys_by_handle: Vec<SensorKey>,
+        ids_by_handle: Vec<String>,
+        personal_by_handle: Vec<bool>,
+    ) -> Self {
         Self {
             keys_by_handle,
             ids_by_handle,
+            personal_by_handle,
         }
     }
 }
@@ -47,11 +55,16 @@ impl SensorKeys {
 pub(crate) struct HistoryQueries {
     path: PathBuf,
     sensors: SensorKeys,
+    audit: AuditLog,
 }
 
 impl HistoryQueries {
-    pub(crate) fn new(path: PathBuf, sensors: SensorKeys) -> Self {
-        Self { path, sensors }
+    pub(crate) fn new(path: PathBuf, sensors: SensorKeys, audit: AuditLog) -> Self {
+        Self {
+            path,
+            sensors,
+            audit,
+        }
     }
 }
 
@@ -63,12 +76,35 @@ fn invalid(detail: String) -> ProtocolError {
 }
 
 impl HistoryService for HistoryQueries {
-    fn query(&self, _viewer: u64, request: &HistoryRequest) -> Result<HistoryReply, ProtocolError> {
+    fn query(
+        &self,
+        _viewer: u64,
+        access: Access,
+        name: &str,
+        request: &HistoryRequest,
+    ) -> Result<HistoryReply, ProtocolError> {
         let Some(id) = self.sensors.ids_by_handle.get(request.sensor as usize) else {
-            return Err(invalid(format!("no sensor with handle {}", request.sensor)));
+            return Err(invalid(format!(
+                "no recorded sensor with handle {} (aggregates have no history)",
+                request.sensor
+            )));
         };
         if request.to_ms <= request.from_ms {
             return Err(invalid("`to_ms` must be after `from_ms`".into()));
+        }
+        let personal = self
+            .sensors
+            .personal_by_handle
+            .get(request.sensor as usize)
+            .copied()
+            .unwrap_or(true);
+        if personal {
+            if access != Access::Operator {
+                return Err(invalid(format!(
+                    "`{id}` is personal data: its history is for operators only"
+                )));
+            }
+            self.audit.history(name, id, request.from_ms, request.to_ms);
         }
         let unavailable = |err: polis_history::HistoryError| {
             warn!("history query failed: {err}");

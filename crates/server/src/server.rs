@@ -10,7 +10,7 @@ use bevy::app::TaskPoolPlugin;
 use bevy::prelude::*;
 use bevy::time::TimePlugin;
 use polis_net::{NetServer, NetServerConfig, ServerInfo, load_or_create_identity};
-use polis_protocol::Role;
+use polis_protocol::Access;
 use polis_scene::Scene;
 use polis_twin::TwinPlugin;
 use tracing::{info, warn};
@@ -22,7 +22,9 @@ use crate::metrics::{Observed, ObservedHandle, SceneFacts, ServerMetrics};
 use crate::playback::{HistoryQueries, Playback, SensorKeys};
 use polis_history::{History, HistoryOptions, HistoryWriter, Synchronous};
 use polis_protocol::Quality;
-use polis_twin::StoredReading;
+use polis_twin::{PrivacyOptions, StoredReading};
+
+use crate::audit::AuditLog;
 
 /// The scene served when no other is configured: central Helsinki from
 /// OpenStreetMap with the EPANET Net3 water network placed on it and the
@@ -54,7 +56,7 @@ pub struct ServerStarted {
     /// Whether the certificate was created on this start.
     pub cert_created: bool,
     /// Tokens generated in the data directory (when none are configured).
-    pub generated_tokens: Vec<(Role, PathBuf)>,
+    pub generated_tokens: Vec<(Access, PathBuf)>,
     /// Name of the scene served.
     pub scene_name: String,
     /// Assets and sensors in it.
@@ -180,7 +182,7 @@ pub fn start_with(
     let mut generated_tokens = Vec::new();
     let mut entries = config.tokens.clone();
     if config.tokens.is_empty() {
-        for role in [Role::Gateway, Role::Viewer] {
+        for role in [Access::Gateway, Access::Operator, Access::Public] {
             let (token, path) = generated_token(&config.data_dir, role)
                 .with_context(|| format!("cannot write the {} token", role.as_str()))?;
             entries.push(crate::config::TokenEntry {
@@ -188,12 +190,14 @@ pub fn start_with(
                 role,
                 token: Some(token),
                 sha256: None,
+                scope_prefixes: Vec::new(),
             });
             generated_tokens.push((role, path));
         }
     }
     entries.extend(config.runtime_tokens.iter().cloned());
     let tokens = TokenTable::from_entries(&entries);
+    let audit = AuditLog::open(&config.data_dir.join("audit.log"))?;
 
     let (durable, restored) = if config.history.enabled {
         let (durable, restored) = open_history(config, &scene)?;
@@ -208,10 +212,11 @@ pub fn start_with(
             let keys = SensorKeys::new(
                 durable.keys_by_handle().to_vec(),
                 scene.sensors.iter().map(|s| s.id.clone()).collect(),
+                scene.sensors.iter().map(|s| s.personal).collect(),
             );
             let playback = Playback::start(path.clone(), keys.clone())?;
             let queries: Arc<dyn polis_net::HistoryService> =
-                Arc::new(HistoryQueries::new(path, keys));
+                Arc::new(HistoryQueries::new(path, keys, audit.clone()));
             (Some(playback), Some(queries))
         }
         None => (None, None),
@@ -261,6 +266,12 @@ pub fn start_with(
     let link = NetLink::new(net, durable, config.limits.max_events_per_tick);
     let thread_stop = Arc::clone(&stop);
     let thread_observed = ObservedHandle(Arc::clone(&observed));
+    let thread_audit = audit.clone();
+    let privacy = PrivacyOptions {
+        k: config.privacy.k,
+        block_m: config.privacy.block_m,
+        district_m: config.privacy.district_m,
+    };
     let thread = std::thread::Builder::new()
         .name("polis-twin".into())
         .spawn(move || {
@@ -269,6 +280,8 @@ pub fn start_with(
                 restored,
                 link,
                 playback,
+                privacy,
+                thread_audit,
                 thread_observed,
                 tick,
                 &thread_stop,
@@ -293,15 +306,22 @@ fn run_ticks(
     restored: Vec<(String, StoredReading)>,
     link: NetLink,
     playback: Option<Playback>,
+    privacy: PrivacyOptions,
+    audit: AuditLog,
     observed: ObservedHandle,
     tick: Duration,
     stop: &AtomicBool,
 ) {
     let mut app = App::new();
     app.add_plugins((TaskPoolPlugin::default(), TimePlugin))
-        .add_plugins(TwinPlugin::new(scene).with_latest(restored))
+        .add_plugins(
+            TwinPlugin::new(scene)
+                .with_latest(restored)
+                .with_privacy(privacy),
+        )
         .insert_resource(link)
         .insert_resource(observed.clone())
+        .insert_resource(audit)
         .add_plugins(NetBridgePlugin);
     if let Some(playback) = playback {
         app.insert_resource(playback);

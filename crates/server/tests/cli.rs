@@ -38,7 +38,7 @@ impl Serve {
         let mut lines = Vec::new();
         for line in BufReader::new(stdout).lines() {
             let line = line.expect("banner line");
-            let done = line.starts_with("viewer token");
+            let done = line.starts_with("public token");
             lines.push(line);
             if done {
                 break;
@@ -196,7 +196,7 @@ fn serve_with_no_arguments_then_push_and_watch_as_documented() {
          {\"sensor\":\"meter-osm-way-8035238\",\"start\":\"2026-11-01T08:15:00Z\",\"value\":3.1,\"count\":1}\n"
     );
 
-    let viewer_token = token(dir.path(), "viewer");
+    let viewer_token = token(dir.path(), "operator");
     let bbox_arg = format!("{},{},{},{}", bbox[0], bbox[1], bbox[2], bbox[3]);
     let watched = run(polis().current_dir(dir.path()).args([
         "watch",

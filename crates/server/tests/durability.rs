@@ -199,7 +199,7 @@ fn acknowledged_readings_survive_sigkill_and_the_gateway_resumes() {
     // After a restart the twin starts from history: a viewer's snapshot holds
     // each sensor's last value.
     let mut server = serve(&data, port);
-    let viewer_token = std::fs::read_to_string(data.join("viewer.token")).expect("token");
+    let viewer_token = std::fs::read_to_string(data.join("operator.token")).expect("token");
     let watched = polis()
         .args([
             "watch",

@@ -60,9 +60,10 @@ fn metrics_count_exactly_what_was_pushed() {
         },
         tokens: vec![TokenEntry {
             name: None,
-            role: Role::Gateway,
+            role: polis_protocol::Access::Gateway,
             token: Some(GATEWAY_TOKEN.into()),
             sha256: None,
+            scope_prefixes: Vec::new(),
         }],
         ..Config::default()
     };

@@ -54,7 +54,8 @@ fn a_replayed_day_over_kamppi_looks_like_a_real_one() {
     }
     std::thread::spawn(move || for _ in lines {});
 
-    let token = std::fs::read_to_string(dir.path().join("polis-data/viewer.token")).expect("token");
+    let token =
+        std::fs::read_to_string(dir.path().join("polis-data/operator.token")).expect("token");
     let watched = Command::new(env!("CARGO_BIN_EXE_polis"))
         .current_dir(dir.path())
         .args([

@@ -3,8 +3,9 @@
 use bevy::prelude::*;
 use polis_protocol::{BatchAck, NotAccepted, Reading, ReadingOutcome};
 
-use crate::components::{LatestReading, SensorRecord, StoredReading};
+use crate::components::{Aggregate, LatestReading, SensorRecord, StoredReading};
 use crate::messages::{BatchApplied, IncomingBatch, RecordedReading};
+use crate::privacy::{AggregatesOf, combine};
 use crate::spawn::SensorDirectory;
 
 /// Totals of readings since start, by outcome.
@@ -53,19 +54,33 @@ pub(crate) fn apply_readings(
     mut applied: MessageWriter<BatchApplied>,
     directory: Res<SensorDirectory>,
     mut sensors: Query<(&SensorRecord, &mut LatestReading)>,
+    aggregates: Query<&Aggregate>,
+    aggregates_of: Res<AggregatesOf>,
     mut counters: ResMut<IngestCounters>,
     mut changed: ResMut<ChangedSensors>,
+    mut dirty: Local<Vec<u32>>,
 ) {
-    for IncomingBatch { ticket, batch } in incoming.read() {
+    for IncomingBatch {
+        ticket,
+        scope,
+        batch,
+    } in incoming.read()
+    {
         let mut accepted = 0u32;
         let mut not_accepted = Vec::new();
         let mut recorded = Vec::with_capacity(batch.readings.len());
         for (index, reading) in (0u32..).zip(&batch.readings) {
             counters.received += 1;
+            let in_scope = scope.as_ref().is_none_or(|prefixes| {
+                prefixes
+                    .iter()
+                    .any(|p| reading.sensor.starts_with(p.as_str()))
+            });
             let sensor = directory
                 .by_id(&reading.sensor)
                 .and_then(|entity| sensors.get_mut(entity).ok());
             let outcome = match sensor {
+                _ if !in_scope => Some(ReadingOutcome::OutOfScope),
                 None => Some(ReadingOutcome::UnknownSensor),
                 Some((record, mut state)) => {
                     state.received_count += 1;
@@ -85,6 +100,9 @@ pub(crate) fn apply_readings(
                             quality: reading.quality,
                         });
                         changed.0.push(record.handle);
+                        if let Some(groups) = aggregates_of.0.get(record.handle as usize) {
+                            dirty.extend(groups);
+                        }
                     }
                     outcome
                 }
@@ -105,6 +123,13 @@ pub(crate) fn apply_readings(
             }
         }
         counters.batches += 1;
+        refresh_aggregates(
+            &mut dirty,
+            &directory,
+            &mut sensors,
+            &aggregates,
+            &mut changed,
+        );
         applied.write(BatchApplied {
             ticket: *ticket,
             ack: BatchAck {
@@ -114,6 +139,45 @@ pub(crate) fn apply_readings(
             },
             recorded,
         });
+    }
+}
+
+/// Recomputes the aggregates whose members changed.
+fn refresh_aggregates(
+    dirty: &mut Vec<u32>,
+    directory: &SensorDirectory,
+    sensors: &mut Query<(&SensorRecord, &mut LatestReading)>,
+    aggregates: &Query<&Aggregate>,
+    changed: &mut ChangedSensors,
+) {
+    dirty.sort_unstable();
+    dirty.dedup();
+    for handle in dirty.drain(..) {
+        let Some(entity) = directory.by_handle(handle) else {
+            continue;
+        };
+        let Ok(aggregate) = aggregates.get(entity) else {
+            continue;
+        };
+        let readings: Vec<Option<StoredReading>> = aggregate
+            .members
+            .iter()
+            .map(|member| {
+                directory
+                    .by_handle(*member)
+                    .and_then(|e| sensors.get(e).ok())
+                    .and_then(|(_, latest)| latest.latest)
+            })
+            .collect();
+        let value = combine(aggregate, readings.into_iter());
+        if let Ok((_, mut latest)) = sensors.get_mut(entity)
+            && latest.latest != value
+        {
+            latest.latest = value;
+            if value.is_some() {
+                changed.0.push(handle);
+            }
+        }
     }
 }
 

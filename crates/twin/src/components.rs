@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use bevy::prelude::*;
 use polis_protocol::{
-    AssetInfo, AssetKind, Domain, Geometry, Quality, SensorInfo, SharedMailbox, ValueUpdate,
+    Access, AssetInfo, AssetKind, Domain, Geometry, Quality, SensorInfo, SharedMailbox, ValueUpdate,
 };
 
 use crate::messages::ViewerId;
@@ -59,6 +59,47 @@ pub struct SensorRecord {
     pub asset: Option<u32>,
     /// Whether its readings concern a household or a person.
     pub personal: bool,
+    /// Which viewers may see it.
+    pub audience: Audience,
+}
+
+/// Which kinds of viewer may see a sensor: raw personal sensors only
+/// operators, building aggregates only planners, k-anonymous aggregates only
+/// the public, everything else everyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Audience(u8);
+
+impl Audience {
+    /// Every viewer.
+    pub const EVERYONE: Audience = Audience(0b111);
+    /// Operators only (raw personal data).
+    pub const OPERATORS: Audience = Audience(0b001);
+    /// Planners only (building-level aggregates).
+    pub const PLANNERS: Audience = Audience(0b010);
+    /// The public only (aggregates over at least k sensors).
+    pub const PUBLIC: Audience = Audience(0b100);
+
+    /// Whether a viewer with `access` may see it.
+    pub fn admits(self, access: Access) -> bool {
+        let bit = match access {
+            Access::Operator => 0b001,
+            Access::Planner => 0b010,
+            Access::Public => 0b100,
+            Access::Gateway => 0,
+        };
+        self.0 & bit != 0
+    }
+}
+
+/// An aggregate sensor: its value combines its members' latest values.
+#[derive(Component, Debug, Clone)]
+pub struct Aggregate {
+    /// Handles of the member sensors.
+    pub members: Vec<u32>,
+    /// Sum (additive quantities such as power) or mean.
+    pub additive: bool,
+    /// Fewest members with a value for the aggregate to have one.
+    pub min_members: usize,
 }
 
 /// A reading as the twin keeps it.
@@ -122,6 +163,10 @@ pub struct ViewerState {
     pub assets: HashSet<u32>,
     /// Set while the viewer travels in time (its values come from history).
     pub travel: Option<Travel>,
+    /// What its token grants.
+    pub access: Access,
+    /// Its token's name, for the audit log.
+    pub name: String,
 }
 
 /// A viewer's trip to a past time.

@@ -8,13 +8,14 @@ use polis_protocol::{Domain, ValueUpdate};
 use tracing::{debug, warn};
 
 use crate::TwinTick;
-use crate::components::{AssetRecord, LatestReading, SensorRecord, Travel, ViewerState};
+use crate::components::{AssetRecord, Audience, LatestReading, SensorRecord, Travel, ViewerState};
 use crate::index::{ItemRef, SpatialIndex};
 use crate::messages::{
-    PlaybackCommand, PlaybackRequested, ViewerConnected, ViewerDisconnected, ViewerId,
-    ViewerSubscribed,
+    PersonalDataShown, PlaybackCommand, PlaybackRequested, ViewerConnected, ViewerDisconnected,
+    ViewerId, ViewerSubscribed,
 };
 use crate::spawn::{AssetDirectory, SensorDirectory, TwinInfo};
+use polis_protocol::Access;
 
 /// For each sensor handle, the viewers that see it.
 #[derive(Resource, Debug, Default)]
@@ -66,10 +67,18 @@ pub(crate) fn connect_viewers(
     mut directory: ResMut<ViewerDirectory>,
     mut commands: Commands,
 ) {
-    for ViewerConnected { viewer, mailbox } in connected.read() {
+    for ViewerConnected {
+        viewer,
+        access,
+        name,
+        mailbox,
+    } in connected.read()
+    {
         let entity = commands
             .spawn(ViewerState {
                 id: *viewer,
+                access: *access,
+                name: name.clone(),
                 mailbox: mailbox.clone(),
                 area_enu_m: None,
                 sensors: HashSet::new(),
@@ -100,6 +109,7 @@ pub(crate) fn update_interest(
     mut watchers: ResMut<Watchers>,
     tick: Res<TwinTick>,
     mut playback: MessageWriter<PlaybackCommand>,
+    mut shown: MessageWriter<PersonalDataShown>,
 ) {
     for ViewerSubscribed { viewer, subscribe } in subscribed.read() {
         let Some(entity) = directory.0.get(viewer).copied() else {
@@ -127,7 +137,9 @@ pub(crate) fn update_interest(
                     let visible = sensor_directory
                         .by_handle(handle)
                         .and_then(|e| sensors.get(e).ok())
-                        .is_some_and(|(record, _)| layers.contains(record.domain));
+                        .is_some_and(|(record, _)| {
+                            layers.contains(record.domain) && record.audience.admits(state.access)
+                        });
                     if visible {
                         new_sensors.insert(handle);
                     }
@@ -199,7 +211,22 @@ pub(crate) fn update_interest(
         });
         match travel {
             Some(trip) => {
-                let mut handles: Vec<u32> = new_sensors.iter().copied().collect();
+                // History holds raw readings only: a traveller gets raw values
+                // of the sensors everyone may see, and of personal ones only
+                // if an operator; aggregates are live-only.
+                let mut handles: Vec<u32> = new_sensors
+                    .iter()
+                    .copied()
+                    .filter(|h| {
+                        sensor_directory
+                            .by_handle(*h)
+                            .and_then(|e| sensors.get(e).ok())
+                            .is_some_and(|(r, _)| {
+                                r.audience == Audience::EVERYONE
+                                    || (r.personal && state.access == Access::Operator)
+                            })
+                    })
+                    .collect();
                 handles.sort_unstable();
                 playback.write(PlaybackCommand::Start(PlaybackRequested {
                     viewer: *viewer,
@@ -215,6 +242,24 @@ pub(crate) fn update_interest(
             None => {}
         }
         state.travel = travel;
+        if state.access == Access::Operator {
+            let mut personal: Vec<String> = new_sensors
+                .iter()
+                .filter_map(|h| sensor_directory.by_handle(*h))
+                .filter_map(|e| sensors.get(e).ok())
+                .filter(|(r, _)| r.personal)
+                .map(|(r, _)| r.id.clone())
+                .collect();
+            if !personal.is_empty() {
+                personal.sort();
+                shown.write(PersonalDataShown {
+                    viewer: *viewer,
+                    name: state.name.clone(),
+                    sensors: personal,
+                    at_ms: subscribe.at_ms,
+                });
+            }
+        }
         debug!(
             viewer = viewer.0,
             sensors = new_sensors.len(),

@@ -14,6 +14,7 @@ mod components;
 mod index;
 mod interest;
 mod messages;
+mod privacy;
 mod spawn;
 
 use bevy::prelude::*;
@@ -21,14 +22,17 @@ use polis_scene::Scene;
 
 pub use apply::{IngestCounters, classify_reading};
 pub use components::{
-    AssetRecord, LatestReading, SensorRecord, StoredReading, Travel, ViewerState,
+    Aggregate, AssetRecord, Audience, LatestReading, SensorRecord, StoredReading, Travel,
+    ViewerState,
 };
 pub use index::{IndexedItem, SpatialIndex};
 pub use interest::ViewerBacklog;
 pub use messages::{
-    BatchApplied, BatchTicket, IncomingBatch, PlaybackCommand, PlaybackRequested, RecordedReading,
-    ViewerConnected, ViewerDisconnected, ViewerId, ViewerSubscribed,
+    BatchApplied, BatchTicket, IncomingBatch, PersonalDataShown, PlaybackCommand,
+    PlaybackRequested, RecordedReading, ViewerConnected, ViewerDisconnected, ViewerId,
+    ViewerSubscribed,
 };
+pub use privacy::PrivacyOptions;
 pub use spawn::{AssetDirectory, SensorDirectory, TwinInfo};
 
 /// When the twin's systems run within `Update`, in this order.
@@ -51,6 +55,7 @@ pub struct TwinTick(pub u64);
 pub struct TwinPlugin {
     scene: Scene,
     restored: Vec<(String, StoredReading)>,
+    privacy: PrivacyOptions,
 }
 
 impl TwinPlugin {
@@ -59,7 +64,14 @@ impl TwinPlugin {
         Self {
             scene,
             restored: Vec::new(),
+            privacy: PrivacyOptions::default(),
         }
+    }
+
+    /// Aggregates personal data with these options (default k = 5).
+    pub fn with_privacy(mut self, privacy: PrivacyOptions) -> Self {
+        self.privacy = privacy;
+        self
     }
 
     /// Starts every listed sensor from this latest reading (e.g. restored
@@ -72,7 +84,7 @@ impl TwinPlugin {
 
 impl Plugin for TwinPlugin {
     fn build(&self, app: &mut App) {
-        spawn::spawn_scene(app.world_mut(), &self.scene);
+        spawn::spawn_scene(app.world_mut(), &self.scene, &self.privacy);
         spawn::restore_latest(app.world_mut(), &self.restored);
         app.init_resource::<TwinTick>()
             .init_resource::<IngestCounters>()
@@ -80,6 +92,7 @@ impl Plugin for TwinPlugin {
             .init_resource::<interest::Watchers>()
             .init_resource::<interest::ViewerDirectory>()
             .init_resource::<ViewerBacklog>()
+            .add_message::<PersonalDataShown>()
             .add_message::<IncomingBatch>()
             .add_message::<BatchApplied>()
             .add_message::<ViewerConnected>()

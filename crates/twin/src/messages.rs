@@ -17,6 +17,8 @@ pub struct ViewerId(pub u64);
 pub struct IncomingBatch {
     /// Echoed in [`BatchApplied`].
     pub ticket: BatchTicket,
+    /// Sensor-id prefixes the gateway may write; `None` for all.
+    pub scope: Option<std::sync::Arc<[String]>>,
     /// The readings.
     pub batch: ReadingBatch,
 }
@@ -53,6 +55,10 @@ pub struct RecordedReading {
 pub struct ViewerConnected {
     /// The connection.
     pub viewer: ViewerId,
+    /// What its token grants.
+    pub access: polis_protocol::Access,
+    /// Its token's name.
+    pub name: String,
     /// Where its outgoing changes coalesce.
     pub mailbox: SharedMailbox,
 }
@@ -97,4 +103,17 @@ pub struct PlaybackRequested {
     pub at_ms: i64,
     /// Simulated seconds per second.
     pub speed: f32,
+}
+
+/// An operator was shown raw personal data (for the audit log).
+#[derive(Message, Debug, Clone)]
+pub struct PersonalDataShown {
+    /// The connection.
+    pub viewer: ViewerId,
+    /// The token's name.
+    pub name: String,
+    /// Ids of the personal sensors now in its view.
+    pub sensors: Vec<String>,
+    /// Device time travelled to, if not live.
+    pub at_ms: Option<i64>,
 }

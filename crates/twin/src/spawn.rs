@@ -6,8 +6,9 @@ use bevy::prelude::*;
 use polis_protocol::{Geometry, Georeference};
 use polis_scene::{self as scene, Scene};
 
-use crate::components::{AssetRecord, LatestReading, SensorRecord, StoredReading};
+use crate::components::{AssetRecord, Audience, LatestReading, SensorRecord, StoredReading};
 use crate::index::{IndexedItem, SpatialIndex};
+use crate::privacy::{PrivacyOptions, plan_groups, spawn_groups};
 
 /// What the twin serves: the scene's name and georeference.
 #[derive(Resource, Debug, Clone)]
@@ -79,7 +80,7 @@ fn wire_geometry(geometry: &scene::Geometry) -> Geometry {
 /// Spawns every asset and sensor of a (validated) scene and builds the
 /// directories and the spatial index. Handles are the items' positions in
 /// the scene, so they are stable for a given scene file.
-pub(crate) fn spawn_scene(world: &mut World, scene: &Scene) {
+pub(crate) fn spawn_scene(world: &mut World, scene: &Scene, privacy: &PrivacyOptions) {
     let mut index_items = Vec::with_capacity(scene.assets.len() + scene.sensors.len());
     let mut assets = AssetDirectory::default();
     let mut asset_handles = HashMap::with_capacity(scene.assets.len());
@@ -101,25 +102,43 @@ pub(crate) fn spawn_scene(world: &mut World, scene: &Scene) {
         asset_handles.insert(asset.id.as_str(), handle);
         assets.by_handle.push(world.spawn(record).id());
     }
+    let records: Vec<SensorRecord> = (0u32..)
+        .zip(&scene.sensors)
+        .map(|(handle, sensor)| {
+            let [e, n, u] = sensor.position_enu_m;
+            SensorRecord {
+                handle,
+                id: sensor.id.clone(),
+                domain: sensor.domain,
+                quantity: sensor.quantity.clone(),
+                unit: sensor.unit.clone(),
+                position_enu_m: Vec3::new(e as f32, n as f32, u as f32),
+                asset: sensor
+                    .asset
+                    .as_deref()
+                    .and_then(|id| asset_handles.get(id).copied()),
+                personal: sensor.personal,
+                audience: if sensor.personal {
+                    Audience::OPERATORS
+                } else {
+                    Audience::EVERYONE
+                },
+            }
+        })
+        .collect();
+    let groups = plan_groups(&records, privacy);
     let mut sensors = SensorDirectory::default();
-    for (handle, sensor) in (0u32..).zip(&scene.sensors) {
-        let [e, n, u] = sensor.position_enu_m;
-        let record = SensorRecord {
-            handle,
-            id: sensor.id.clone(),
-            domain: sensor.domain,
-            quantity: sensor.quantity.clone(),
-            unit: sensor.unit.clone(),
-            position_enu_m: Vec3::new(e as f32, n as f32, u as f32),
-            asset: sensor
-                .asset
-                .as_deref()
-                .and_then(|id| asset_handles.get(id).copied()),
-            personal: sensor.personal,
-        };
-        index_items.push(IndexedItem::sensor(handle, [e, n], [e, n]));
-        let entity = world.spawn((record, LatestReading::default())).id();
+    for (record, sensor) in records.iter().zip(&scene.sensors) {
+        let [e, n, _] = sensor.position_enu_m;
+        index_items.push(IndexedItem::sensor(record.handle, [e, n], [e, n]));
+        let entity = world.spawn((record.clone(), LatestReading::default())).id();
         sensors.by_id.insert(sensor.id.clone(), entity);
+        sensors.by_handle.push(entity);
+    }
+    let first_group = u32::try_from(records.len()).unwrap_or(u32::MAX);
+    // Aggregates get handles but no ids a gateway could write to.
+    for (entity, item) in spawn_groups(world, &records, groups, first_group) {
+        index_items.push(item);
         sensors.by_handle.push(entity);
     }
     world.insert_resource(TwinInfo {
@@ -145,5 +164,32 @@ pub(crate) fn restore_latest(world: &mut World, restored: &[(String, StoredReadi
             known += 1;
         }
     }
+    refresh_all_aggregates(world);
     known
+}
+
+/// Recomputes every aggregate from its members (after a restore).
+fn refresh_all_aggregates(world: &mut World) {
+    let mut aggregates = world.query::<(Entity, &crate::components::Aggregate)>();
+    let list: Vec<(Entity, crate::components::Aggregate)> = aggregates
+        .iter(world)
+        .map(|(e, a)| (e, a.clone()))
+        .collect();
+    for (entity, aggregate) in list {
+        let readings: Vec<Option<StoredReading>> = aggregate
+            .members
+            .iter()
+            .map(|h| {
+                world
+                    .resource::<SensorDirectory>()
+                    .by_handle(*h)
+                    .and_then(|e| world.get::<LatestReading>(e))
+                    .and_then(|l| l.latest)
+            })
+            .collect();
+        let value = crate::privacy::combine(&aggregate, readings.into_iter());
+        if let Some(mut latest) = world.get_mut::<LatestReading>(entity) {
+            latest.latest = value;
+        }
+    }
 }

@@ -30,6 +30,7 @@ fn reading(sensor: &str, device_time_ms: i64, value: f64) -> Reading {
 fn push(app: &mut App, seq: u64, readings: Vec<Reading>) -> BatchAck {
     app.world_mut().write_message(IncomingBatch {
         ticket: BatchTicket(seq),
+        scope: None,
         batch: ReadingBatch { seq, readings },
     });
     app.update();
@@ -62,9 +63,21 @@ fn east() -> GeoBox {
 }
 
 fn connect(app: &mut App, id: u64, area: GeoBox, layers: Vec<Domain>) -> SharedMailbox {
+    connect_as(app, id, area, layers, Access::Operator)
+}
+
+fn connect_as(
+    app: &mut App,
+    id: u64,
+    area: GeoBox,
+    layers: Vec<Domain>,
+    access: Access,
+) -> SharedMailbox {
     let mailbox = SharedMailbox::new(|| {});
     app.world_mut().write_message(ViewerConnected {
         viewer: ViewerId(id),
+        access,
+        name: format!("viewer-{id}"),
         mailbox: mailbox.clone(),
     });
     app.world_mut().write_message(ViewerSubscribed {
@@ -304,5 +317,171 @@ fn disconnected_viewers_stop_receiving() {
             .iter(app.world())
             .count(),
         0
+    );
+}
+
+/// Everything a mailbox delivered: sensor id → latest value (None when the
+/// sensor was announced without one).
+fn delivered(
+    mailbox: &SharedMailbox,
+    names: &mut std::collections::HashMap<u32, String>,
+) -> Vec<(String, Option<f64>)> {
+    let mut seen = Vec::new();
+    for frame in mailbox.drain_frames(1 << 20) {
+        let (sensors, values) = match frame {
+            ServerToViewer::Snapshot(s) => (s.sensors, Vec::new()),
+            ServerToViewer::Update(u) => (u.entered_sensors, u.values),
+            _ => continue,
+        };
+        for sensor in sensors {
+            names.insert(sensor.handle, sensor.id.clone());
+            seen.push((sensor.id, sensor.latest.map(|v| v.value)));
+        }
+        for value in values {
+            seen.push((names[&value.sensor].clone(), Some(value.value)));
+        }
+    }
+    seen
+}
+
+#[test]
+fn personal_data_reaches_each_role_only_as_allowed() {
+    let mut app = app();
+    push(&mut app, 1, vec![reading("meter-b-west-1", 1_000, 2.5)]);
+    let operator = connect_as(&mut app, 1, west(), vec![], Access::Operator);
+    let planner = connect_as(&mut app, 2, west(), vec![], Access::Planner);
+    let public = connect_as(&mut app, 3, west(), vec![], Access::Public);
+    push(&mut app, 2, vec![reading("meter-b-west-1", 2_000, 3.5)]);
+
+    let mut names = std::collections::HashMap::new();
+    let seen = delivered(&operator, &mut names);
+    assert!(
+        seen.contains(&("meter-b-west-1".into(), Some(3.5))),
+        "{seen:?}"
+    );
+
+    let seen = delivered(&planner, &mut names);
+    assert!(
+        seen.iter().all(|(id, _)| id != "meter-b-west-1"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|(id, v)| id.starts_with("agg-building-") && *v == Some(3.5)),
+        "planners see the building's aggregate: {seen:?}"
+    );
+
+    // The public sees neither the house nor an aggregate over fewer than k = 5.
+    let seen = delivered(&public, &mut names);
+    assert!(
+        seen.iter()
+            .all(|(id, _)| id != "meter-b-west-1" && !id.starts_with("agg-")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|(_, v)| *v != Some(3.5) && *v != Some(2.5)),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn the_public_sees_only_aggregates_over_at_least_k_homes() {
+    // Six homes in one 100 m block, one per building.
+    let mut scene = tiny();
+    scene.assets.retain(|a| a.kind != AssetKind::Building);
+    scene
+        .sensors
+        .retain(|s| s.asset.as_deref().is_none_or(|a| !a.starts_with("b-")));
+    for i in 0..6 {
+        let east = -380.0 + f64::from(i) * 12.0;
+        scene.assets.push(polis_scene::Asset {
+            id: format!("home-{i}"),
+            kind: AssetKind::Building,
+            geometry: polis_scene::Geometry::Footprint(vec![
+                [east, 10.0],
+                [east + 10.0, 10.0],
+                [east + 10.0, 20.0],
+                [east, 20.0],
+            ]),
+            height_m: Some(9.0),
+            attributes: Default::default(),
+        });
+        scene.sensors.push(polis_scene::Sensor {
+            id: format!("meter-home-{i}"),
+            domain: Domain::Energy,
+            quantity: "active_power".into(),
+            unit: "kW".into(),
+            position_enu_m: [east + 5.0, 15.0, 1.5],
+            asset: Some(format!("home-{i}")),
+            personal: true,
+        });
+    }
+    scene.validate().expect("valid scene");
+    let mut app = App::new();
+    app.add_plugins(TwinPlugin::new(scene));
+    app.update();
+    let public = connect_as(&mut app, 1, west(), vec![], Access::Public);
+    let mut names = std::collections::HashMap::new();
+    let snapshot = delivered(&public, &mut names);
+    let aggregates: Vec<_> = snapshot
+        .iter()
+        .filter(|(id, _)| id.starts_with("agg-public-block-"))
+        .collect();
+    assert_eq!(aggregates.len(), 1, "{snapshot:?}");
+    assert!(
+        snapshot.iter().all(|(id, _)| !id.starts_with("meter-home")),
+        "{snapshot:?}"
+    );
+
+    // Four homes reporting: still fewer than k, so no value at all.
+    for i in 0..4 {
+        push(
+            &mut app,
+            10 + i,
+            vec![reading(&format!("meter-home-{i}"), 1_000, 1.0)],
+        );
+    }
+    let seen = delivered(&public, &mut names);
+    assert!(seen.iter().all(|(_, v)| v.is_none()), "{seen:?}");
+    // The fifth makes k: the public gets the sum, never a single home.
+    push(&mut app, 20, vec![reading("meter-home-4", 1_000, 1.0)]);
+    let seen = delivered(&public, &mut names);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].0.starts_with("agg-public-block-"));
+    assert_eq!(seen[0].1, Some(5.0));
+    push(&mut app, 21, vec![reading("meter-home-5", 1_000, 2.0)]);
+    assert_eq!(delivered(&public, &mut names)[0].1, Some(7.0));
+}
+
+#[test]
+fn a_gateway_outside_its_scope_is_refused_per_reading() {
+    let mut app = app();
+    app.world_mut().write_message(IncomingBatch {
+        ticket: BatchTicket(99),
+        scope: Some(std::sync::Arc::from(
+            vec!["air-".to_owned()].into_boxed_slice(),
+        )),
+        batch: ReadingBatch {
+            seq: 99,
+            readings: vec![
+                reading("air-west", 1_000, 1.0),
+                reading("meter-b-west-1", 1_000, 1.0),
+            ],
+        },
+    });
+    app.update();
+    let messages = app.world().resource::<Messages<BatchApplied>>();
+    let mut cursor = messages.get_cursor();
+    let ack = cursor
+        .read(messages)
+        .find(|a| a.ack.seq == 99)
+        .expect("ack")
+        .ack
+        .clone();
+    assert_eq!(ack.accepted, 1);
+    assert_eq!(ack.not_accepted.len(), 1);
+    assert_eq!(
+        (ack.not_accepted[0].index, ack.not_accepted[0].outcome),
+        (1, ReadingOutcome::OutOfScope)
     );
 }

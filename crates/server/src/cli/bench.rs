@@ -287,9 +287,10 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         },
         tokens: vec![TokenEntry {
             name: Some("bench".into()),
-            role: Role::Gateway,
+            role: polis_protocol::Access::Gateway,
             token: Some("bench-gateway-token-0123456789".into()),
             sha256: None,
+            scope_prefixes: Vec::new(),
         }],
         ..Config::default()
     };

@@ -71,9 +71,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         // A token for the built-in gateway only; never written anywhere.
         config.runtime_tokens.push(crate::TokenEntry {
             name: Some("demo-replay".into()),
-            role: polis_protocol::Role::Gateway,
+            role: polis_protocol::Access::Gateway,
             token: Some(token.clone()),
             sha256: None,
+            scope_prefixes: Vec::new(),
         });
     }
     // Health and readiness answer while the scene loads.

@@ -1,0 +1,127 @@
+//! The audit log of raw personal-data access: who saw which personal
+//! sensors, when. JSON lines in `<data dir>/audit.log`, appended and flushed
+//! per entry, readable with any tool.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use bevy::prelude::*;
+use polis_twin::PersonalDataShown;
+use tracing::error;
+
+/// Appends audit entries; cheap to clone.
+#[derive(Resource, Clone)]
+pub struct AuditLog {
+    file: Arc<Mutex<std::fs::File>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").finish_non_exhaustive()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Entry<'a> {
+    time: String,
+    who: &'a str,
+    what: &'a str,
+    sensors: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<String>,
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn now() -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+impl AuditLog {
+    /// Opens (creating) the log for appending.
+    pub fn open(path: &Path) -> anyhow::Result<AuditLog> {
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let file = options
+            .open(path)
+            .with_context(|| format!("cannot open the audit log {}", path.display()))?;
+        Ok(AuditLog {
+            file: Arc::new(Mutex::new(file)),
+        })
+    }
+
+    fn write(&self, entry: &Entry<'_>) {
+        let Ok(mut line) = serde_json::to_string(entry) else {
+            return;
+        };
+        line.push('\n');
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(err) = file.write_all(line.as_bytes()).and_then(|()| file.flush()) {
+            error!("audit log write failed (an access went unrecorded): {err}");
+        }
+    }
+
+    /// Records that `who` was shown the live (or, with `at_ms`, past) values
+    /// of personal `sensors`.
+    pub fn shown(&self, who: &str, sensors: &[String], at_ms: Option<i64>) {
+        self.write(&Entry {
+            time: now(),
+            who,
+            what: if at_ms.is_some() {
+                "time_travel"
+            } else {
+                "subscribe"
+            },
+            sensors,
+            at: at_ms.map(rfc3339_ms),
+            from: None,
+            to: None,
+        });
+    }
+
+    /// Records that `who` read the history of a personal sensor.
+    pub fn history(&self, who: &str, sensor: &str, from_ms: i64, to_ms: i64) {
+        self.write(&Entry {
+            time: now(),
+            who,
+            what: "history",
+            sensors: &[sensor.to_owned()],
+            at: None,
+            from: Some(rfc3339_ms(from_ms)),
+            to: Some(rfc3339_ms(to_ms)),
+        });
+    }
+}
+
+/// Writes an entry for every personal-data showing the twin reports.
+pub(crate) fn audit_personal_data(
+    audit: Res<AuditLog>,
+    mut shown: MessageReader<PersonalDataShown>,
+) {
+    for event in shown.read() {
+        audit.shown(&event.name, &event.sensors, event.at_ms);
+    }
+}
