@@ -22,7 +22,7 @@ pub use framing::FrameError;
 pub use gateway::{GatewayClient, GatewayOptions};
 pub use server::{
     Grant, HistoryService, NetEvent, NetServer, NetServerConfig, NetStats, ServerError, ServerInfo,
-    TokenDirectory,
+    SessionLimits, TokenDirectory,
 };
 pub use tls::{ServerIdentity, TlsError, client_crypto, load_or_create_identity};
 

@@ -1,5 +1,6 @@
 //! The QUIC server endpoint: handshake, gateway and viewer sessions.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,8 +9,8 @@ use std::time::Duration;
 use polis_protocol::{
     Access, BatchAck, ClientToServer, DecodeError, ErrorCode, Georeference, Hello, HelloReply,
     HistoryReply, HistoryRequest, MAX_FRAME_BYTES, MAX_READINGS_PER_BATCH, PROTOCOL_VERSION,
-    ProtocolError, ReadingBatch, Role, ServerToGateway, ServerToViewer, SharedMailbox, Subscribe,
-    Welcome, check_hello,
+    ProtocolError, ReadingBatch, Rejection, Role, ServerToGateway, ServerToViewer, SharedMailbox,
+    Subscribe, Welcome, check_hello,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -94,6 +95,64 @@ pub struct NetServerConfig {
     pub viewer_frame_bytes: usize,
     /// Answers viewers' history requests, if the server keeps history.
     pub history: Option<Arc<dyn HistoryService>>,
+    /// Per-connection and per-token limits.
+    pub limits: SessionLimits,
+}
+
+/// What one client may do; exceeding a limit gets an explicit error.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Connections one token may have at once.
+    pub max_connections_per_token: u32,
+    /// Readings one gateway connection may push per second (burst: one second's worth).
+    pub max_readings_per_second: f64,
+    /// Subscriptions one viewer connection may make per second (burst: ten).
+    pub max_subscriptions_per_second: f64,
+    /// Largest area a viewer may subscribe to, km².
+    pub max_area_km2: f64,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections_per_token: 256,
+            max_readings_per_second: 1_000_000.0,
+            max_subscriptions_per_second: 10.0,
+            max_area_km2: 100.0,
+        }
+    }
+}
+
+/// A token bucket: `rate` per second, holding at most `burst`.
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    level: f64,
+    last: tokio::time::Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64, burst: f64) -> Self {
+        Self {
+            rate,
+            burst,
+            level: burst,
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Takes `amount`; false when that exceeds what the rate allows.
+    fn take(&mut self, amount: f64) -> bool {
+        let now = tokio::time::Instant::now();
+        self.level =
+            (self.level + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if amount > self.level {
+            return false;
+        }
+        self.level -= amount;
+        true
+    }
 }
 
 /// Answers viewers' [`HistoryRequest`]s; runs on a blocking thread.
@@ -190,6 +249,8 @@ impl std::fmt::Debug for NetServer {
 
 struct Context {
     events: mpsc::Sender<NetEvent>,
+    limits: SessionLimits,
+    per_token: std::sync::Mutex<HashMap<String, u32>>,
     history: Option<Arc<dyn HistoryService>>,
     /// Becomes true when the server begins to close: sessions stop reading.
     closing: tokio::sync::watch::Receiver<bool>,
@@ -225,6 +286,8 @@ impl NetServer {
         let shutdown = Arc::new(Notify::new());
         let context = Arc::new(Context {
             events: events_tx,
+            limits: config.limits,
+            per_token: std::sync::Mutex::new(HashMap::new()),
             history: config.history,
             closing: closing_rx,
             tokens: config.tokens,
@@ -481,6 +544,41 @@ async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
             return;
         }
     };
+    // Connections per token.
+    let admitted = {
+        let mut per_token = context
+            .per_token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = per_token.entry(grant.name.clone()).or_insert(0);
+        if *count >= context.limits.max_connections_per_token {
+            false
+        } else {
+            *count += 1;
+            true
+        }
+    };
+    if !admitted {
+        let rejection = Rejection::TooManyConnections {
+            limit: context.limits.max_connections_per_token,
+        };
+        context
+            .stats
+            .handshakes_rejected
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(%remote, connection = id, token = %grant.name, "handshake rejected: {rejection}");
+        let _ = writer.send(&HelloReply::Rejected(rejection.clone())).await;
+        writer.finish().await;
+        connection.close(
+            quinn::VarInt::from_u32(close_code::REJECTED),
+            rejection.to_string().as_bytes(),
+        );
+        return;
+    }
+    let _release = TokenSlot {
+        context,
+        name: grant.name.clone(),
+    };
     let welcome = HelloReply::Welcome(Welcome {
         protocol_version: PROTOCOL_VERSION,
         server: context.info.server.clone(),
@@ -550,6 +648,28 @@ async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
     }
 }
 
+/// Gives a token's connection slot back when the session ends.
+struct TokenSlot<'a> {
+    context: &'a Context,
+    name: String,
+}
+
+impl Drop for TokenSlot<'_> {
+    fn drop(&mut self) {
+        let mut per_token = self
+            .context
+            .per_token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = per_token.get_mut(&self.name) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                per_token.remove(&self.name);
+            }
+        }
+    }
+}
+
 async fn close_with_error(
     connection: &quinn::Connection,
     writer: &mut FrameWriter,
@@ -599,6 +719,8 @@ async fn serve_gateway(
     let (pending_tx, mut pending_rx) =
         mpsc::channel::<oneshot::Receiver<Result<BatchAck, ProtocolError>>>(context.gateway_window);
     let mut closing = context.closing.clone();
+    let max_rate = context.limits.max_readings_per_second;
+    let mut readings_allowed = Bucket::new(max_rate, max_rate);
     let read_side = async move {
         loop {
             let next = tokio::select! {
@@ -628,6 +750,12 @@ async fn serve_gateway(
                         batch.seq,
                         batch.readings.len()
                     ),
+                });
+            }
+            if !readings_allowed.take(batch.readings.len() as f64) {
+                return SessionEnd::Protocol(ProtocolError {
+                    code: ErrorCode::RateLimited,
+                    detail: format!("more than {max_rate} readings per second on one connection"),
                 });
             }
             // A slot in the acknowledgement pipeline bounds unacknowledged batches.
@@ -699,6 +827,8 @@ async fn serve_viewer(
     }
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let (replies_tx, mut replies_rx) = mpsc::channel::<ServerToViewer>(2);
+    let limits = context.limits;
+    let mut subscriptions_allowed = Bucket::new(limits.max_subscriptions_per_second, 10.0);
     let mut closing = context.closing.clone();
     let read_side = async move {
         let ended = loop {
@@ -733,6 +863,25 @@ async fn serve_viewer(
                 break SessionEnd::Protocol(ProtocolError {
                     code: ErrorCode::InvalidRequest,
                     detail: format!("playback speed {} is not a number >= 0", subscribe.speed),
+                });
+            }
+            if !subscriptions_allowed.take(1.0) {
+                break SessionEnd::Protocol(ProtocolError {
+                    code: ErrorCode::RateLimited,
+                    detail: format!(
+                        "more than {} subscriptions per second",
+                        limits.max_subscriptions_per_second
+                    ),
+                });
+            }
+            if subscribe.area.is_valid() && subscribe.area.area_km2() > limits.max_area_km2 {
+                break SessionEnd::Protocol(ProtocolError {
+                    code: ErrorCode::InvalidArea,
+                    detail: format!(
+                        "area of {:.1} km² exceeds the limit of {} km²",
+                        subscribe.area.area_km2(),
+                        limits.max_area_km2
+                    ),
                 });
             }
             if !subscribe.area.is_valid() {

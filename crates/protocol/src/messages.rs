@@ -70,6 +70,11 @@ pub enum Rejection {
     },
     /// The server is at its connection limit; try again later.
     ServerBusy,
+    /// This token already has as many connections as it may.
+    TooManyConnections {
+        /// Connections a token may have at once.
+        limit: u32,
+    },
 }
 
 impl std::fmt::Display for Rejection {
@@ -86,6 +91,9 @@ impl std::fmt::Display for Rejection {
                 requested.as_str()
             ),
             Rejection::ServerBusy => write!(f, "server busy: connection limit reached"),
+            Rejection::TooManyConnections { limit } => {
+                write!(f, "this token already has its {limit} connections")
+            }
         }
     }
 }
@@ -423,6 +431,9 @@ pub enum ErrorCode {
     /// A request names something the viewer cannot see (e.g. a sensor
     /// handle outside its area) or asks for too much.
     InvalidRequest,
+    /// The client exceeded a rate limit (readings or subscriptions per
+    /// second); the server closes the connection.
+    RateLimited,
 }
 
 /// A typed error with a human-readable detail.

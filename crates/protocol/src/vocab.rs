@@ -259,6 +259,16 @@ impl GeoBox {
     }
 }
 
+impl GeoBox {
+    /// Approximate surface of the box, km² (spherical Earth).
+    pub fn area_km2(&self) -> f64 {
+        let mid_lat = ((self.lat_min_deg + self.lat_max_deg) / 2.0).to_radians();
+        let width_km = (self.lon_max_deg - self.lon_min_deg).to_radians() * 6_371.0 * mid_lat.cos();
+        let height_km = (self.lat_max_deg - self.lat_min_deg).to_radians() * 6_371.0;
+        width_km.abs() * height_km.abs()
+    }
+}
+
 /// Where a scene sits on the Earth: local east/north/up metres around an origin.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Georeference {

@@ -125,6 +125,7 @@ fn arb_error() -> impl Strategy<Value = ProtocolError> {
             Just(ErrorCode::ShuttingDown),
             Just(ErrorCode::Unavailable),
             Just(ErrorCode::InvalidRequest),
+            Just(ErrorCode::RateLimited),
         ],
         ".{0,30}",
     )

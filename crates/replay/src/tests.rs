@@ -302,6 +302,7 @@ impl FakeTwin {
             gateway_window: 16,
             viewer_frame_bytes: 64 * 1024,
             history: None,
+            limits: polis_net::SessionLimits::default(),
         })
         .expect("net starts");
         let addr = net.local_addr().to_string();

@@ -106,16 +106,41 @@ pub struct Limits {
     pub gateway_window: usize,
     /// Target size of frames sent to viewers, bytes.
     pub viewer_frame_bytes: usize,
+    /// Connections one token may have at once.
+    pub max_connections_per_token: u32,
+    /// Readings one gateway connection may push per second.
+    pub max_readings_per_second: f64,
+    /// Subscriptions one viewer connection may make per second.
+    pub max_subscriptions_per_second: f64,
+    /// Largest area a viewer may subscribe to, km².
+    pub max_area_km2: f64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        let session = polis_net::SessionLimits::default();
         Self {
             max_connections: 2_000,
             event_capacity: 4_096,
             max_events_per_tick: 50_000,
             gateway_window: 16,
             viewer_frame_bytes: 256 * 1024,
+            max_connections_per_token: session.max_connections_per_token,
+            max_readings_per_second: session.max_readings_per_second,
+            max_subscriptions_per_second: session.max_subscriptions_per_second,
+            max_area_km2: session.max_area_km2,
+        }
+    }
+}
+
+impl Limits {
+    /// The per-session limits for the network edge.
+    pub fn session(&self) -> polis_net::SessionLimits {
+        polis_net::SessionLimits {
+            max_connections_per_token: self.max_connections_per_token,
+            max_readings_per_second: self.max_readings_per_second,
+            max_subscriptions_per_second: self.max_subscriptions_per_second,
+            max_area_km2: self.max_area_km2,
         }
     }
 }
@@ -446,6 +471,24 @@ impl Config {
             if value == 0 {
                 problem(key, "must be at least 1");
             }
+        }
+        for (key, value) in [
+            (
+                "limits.max_readings_per_second",
+                limits.max_readings_per_second,
+            ),
+            (
+                "limits.max_subscriptions_per_second",
+                limits.max_subscriptions_per_second,
+            ),
+            ("limits.max_area_km2", limits.max_area_km2),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                problem(key, "must be a positive number");
+            }
+        }
+        if limits.max_connections_per_token == 0 {
+            problem("limits.max_connections_per_token", "must be at least 1");
         }
         if !(4096..=polis_protocol::MAX_FRAME_BYTES).contains(&limits.viewer_frame_bytes) {
             problem(

@@ -236,6 +236,7 @@ pub fn start_with(
         gateway_window: config.limits.gateway_window,
         viewer_frame_bytes: config.limits.viewer_frame_bytes,
         history: queries,
+        limits: config.limits.session(),
     })?;
     let _ = observed.net.set(Arc::clone(net.stats()));
     let started = ServerStarted {

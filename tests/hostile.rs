@@ -1,0 +1,172 @@
+//! Hostile input: floods of random datagrams, garbage on QUIC streams and
+//! oversized frames do not stop a well-behaved viewer's updates or grow the
+//! server's memory; limits answer with explicit errors.
+
+use std::time::Duration;
+
+use polis_e2e::*;
+use polis_net::{ClientError, Session};
+use polis_protocol::{
+    ClientToServer, ErrorCode, GeoBox, MAX_FRAME_BYTES, ReadingBatch, Rejection, Role, Subscribe,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+/// A cheap deterministic byte stream (xorshift).
+fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            (*seed & 0xff) as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_do_not_stop_a_well_behaved_viewer() {
+    let server = TestServer::start();
+    let mut viewer = server.viewer(west(), vec![]).await;
+    let mut gateway = server.gateway().await;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut resident_after_first = 0;
+    for round in 0..6i64 {
+        // Random datagrams at the QUIC port.
+        for _ in 0..3_000 {
+            let len = 1 + (noise(&mut seed, 1)[0] as usize * 5);
+            let _ = socket.send_to(&noise(&mut seed, len), &server.addr);
+        }
+        // Authenticated clients sending garbage and oversized frames.
+        for attempt in 0..4 {
+            let role = if attempt % 2 == 0 {
+                Role::Viewer
+            } else {
+                Role::Gateway
+            };
+            let token = if role == Role::Viewer {
+                VIEWER_TOKEN
+            } else {
+                GATEWAY_TOKEN
+            };
+            let Ok(mut bad) = Session::connect(&server.options(role, token)).await else {
+                continue;
+            };
+            let bytes = if attempt < 2 {
+                let mut frame = vec![200, 0, 0, 0];
+                frame.extend(noise(&mut seed, 200));
+                frame
+            } else {
+                u32::try_from(MAX_FRAME_BYTES * 4)
+                    .expect("fits")
+                    .to_le_bytes()
+                    .to_vec()
+            };
+            let _ = bad.send_raw(&bytes).await;
+            drop(bad);
+        }
+        // Unknown tokens.
+        let _ = Session::connect(&server.options(Role::Viewer, "no-such-token-at-all")).await;
+
+        // The viewer still gets each new value promptly.
+        let time = 5_000 + round;
+        gateway
+            .push(vec![reading("air-west", time, round as f64)])
+            .await;
+        tokio::time::timeout(
+            Duration::from_secs(3),
+            viewer.until(WAIT, |v| {
+                v.values.get("air-west") == Some(&(time, round as f64))
+            }),
+        )
+        .await
+        .expect("update within 3 s despite the flood");
+        if round == 0 {
+            resident_after_first = resident_bytes();
+        }
+    }
+    let growth = resident_bytes().saturating_sub(resident_after_first);
+    assert!(
+        growth < 64 << 20,
+        "memory grew by {} MiB under the flood",
+        growth >> 20
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_answer_with_explicit_errors() {
+    let server = TestServer::start_configured(tiny(), |config| {
+        config.limits.max_connections_per_token = 2;
+        config.limits.max_readings_per_second = 100.0;
+        config.limits.max_area_km2 = 1.0;
+    });
+    // Connections per token.
+    let first = server.viewer(west(), vec![]).await;
+    let second = server.viewer(west(), vec![]).await;
+    let err = Session::connect(&server.options(Role::Viewer, VIEWER_TOKEN))
+        .await
+        .expect_err("third connection refused");
+    assert!(
+        matches!(
+            err,
+            ClientError::Rejected(Rejection::TooManyConnections { limit: 2 })
+        ),
+        "{err}"
+    );
+    drop((first, second));
+
+    // Area size.
+    let mut session = Session::connect(&server.options(Role::Viewer, PUBLIC_TOKEN))
+        .await
+        .expect("connects");
+    let huge = GeoBox {
+        lon_min_deg: 24.0,
+        lat_min_deg: 60.0,
+        lon_max_deg: 25.0,
+        lat_max_deg: 60.5,
+    };
+    session
+        .send(&ClientToServer::Subscribe(Subscribe {
+            subscription: 1,
+            area: huge,
+            layers: vec![],
+            at_ms: None,
+            speed: 1.0,
+        }))
+        .await
+        .expect("sent");
+    match tokio::time::timeout(WAIT, session.recv::<polis_protocol::ServerToViewer>()).await {
+        Ok(Ok(polis_protocol::ServerToViewer::Error(e))) => {
+            assert_eq!(e.code, ErrorCode::InvalidArea, "{e}");
+            assert!(e.detail.contains("km²"), "{e}");
+        }
+        other => panic!("expected InvalidArea, got {other:?}"),
+    }
+
+    // Readings per second.
+    let mut gateway = Session::connect(&server.options(Role::Gateway, GATEWAY_TOKEN))
+        .await
+        .expect("connects");
+    let readings = (0..500).map(|i| reading("air-west", i, 1.0)).collect();
+    gateway
+        .send(&ClientToServer::Batch(ReadingBatch { seq: 1, readings }))
+        .await
+        .expect("sent");
+    match tokio::time::timeout(WAIT, gateway.recv::<polis_protocol::ServerToGateway>()).await {
+        Ok(Ok(polis_protocol::ServerToGateway::Error(e))) => {
+            assert_eq!(e.code, ErrorCode::RateLimited, "{e}");
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+}
