@@ -1,5 +1,4 @@
-//! Importers that turn real city data (OpenStreetMap, EPANET) into Polis
-//! scenes, and the sensor deployment generated on them.
+//! Importers that turn real city data (OpenStreetMap, EPANET, readings CSV) into Polis scenes and readings, and the sensor deployment generated on them.
 //!
 //! * [`import_osm`] reads an OpenStreetMap `.osm.pbf` extract into a new
 //!   [`Scene`](polis_scene::Scene): buildings, roads, transit routes and
@@ -147,6 +146,7 @@ mod epanet;
 mod error;
 mod geometry;
 mod osm;
+mod readings_csv;
 mod report;
 mod sensors;
 mod validity;
@@ -157,6 +157,7 @@ pub use epanet::{
 };
 pub use error::ImportError;
 pub use osm::{OSM_ATTRIBUTION, OsmOptions, import_osm};
+pub use readings_csv::{ReadingsCsvError, parse_readings_csv};
 pub use report::{ImportReport, Progress};
 pub use sensors::{
     METER_HEIGHT_M, NON_RESIDENTIAL_USAGES, SensorOptions, generate_sensors, meter_is_personal,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use polis_net::{ClientOptions, GatewayClient, GatewayOptions};
-use polis_protocol::{MAX_READINGS_PER_BATCH, Quality, Reading, ReadingOutcome, Role};
+use polis_protocol::{MAX_READINGS_PER_BATCH, Reading, ReadingOutcome, Role};
 
 use super::{ServerArgs, client_runtime};
 
@@ -31,108 +31,13 @@ pub(crate) struct PushArgs {
     file: PathBuf,
 }
 
-/// A CSV row that could not be turned into a reading.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum CsvError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// The header is not `sensor,time,value[,quality]`.
-    #[error(
-        "{path}:1: header must be `sensor,time,value` or `sensor,time,value,quality`, found `{found}`"
-    )]
-    Header { path: PathBuf, found: String },
-    /// A row is malformed.
-    #[error("{path}:{line}: {message}")]
-    Row {
-        path: PathBuf,
-        line: u64,
-        message: String,
-    },
-}
-
 /// Parses a CSV file of readings; returns each reading with its line number.
-pub(crate) fn read_csv(path: &Path) -> Result<Vec<(u64, Reading)>, CsvError> {
-    let file = std::fs::File::open(path).map_err(|source| CsvError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .trim(csv::Trim::All)
-        .from_reader(std::io::BufReader::new(file));
-    let row_error = |line: u64, message: String| CsvError::Row {
-        path: path.to_owned(),
-        line,
-        message,
-    };
-    let headers = reader
-        .headers()
-        .map_err(|err| row_error(1, err.to_string()))?
-        .clone();
-    let names: Vec<&str> = headers.iter().collect();
-    let has_quality = match names.as_slice() {
-        ["sensor", "time", "value"] => false,
-        ["sensor", "time", "value", "quality"] => true,
-        _ => {
-            return Err(CsvError::Header {
-                path: path.to_owned(),
-                found: names.join(","),
-            });
-        }
-    };
-    let mut readings = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|err| {
-            let line = err.position().map_or(0, csv::Position::line);
-            row_error(line, err.to_string())
-        })?;
-        let line = record.position().map_or(0, csv::Position::line);
-        let field = |index: usize| record.get(index).unwrap_or("");
-        let sensor = field(0);
-        if sensor.is_empty() {
-            return Err(row_error(line, "empty sensor id".into()));
-        }
-        let time =
-            time::OffsetDateTime::parse(field(1), &time::format_description::well_known::Rfc3339)
-                .map_err(|err| {
-                row_error(line, format!("time `{}` is not RFC 3339: {err}", field(1)))
-            })?;
-        let device_time_ms = i64::try_from(time.unix_timestamp_nanos() / 1_000_000)
-            .map_err(|_| row_error(line, "time out of range".into()))?;
-        let value: f64 = field(2)
-            .parse()
-            .map_err(|_| row_error(line, format!("value `{}` is not a number", field(2))))?;
-        let quality = if has_quality {
-            match field(3) {
-                "" => None,
-                "good" => Some(Quality::Good),
-                "uncertain" => Some(Quality::Uncertain),
-                "bad" => Some(Quality::Bad),
-                other => {
-                    return Err(row_error(
-                        line,
-                        format!("quality `{other}` is not one of good, uncertain, bad"),
-                    ));
-                }
-            }
-        } else {
-            None
-        };
-        readings.push((
-            line,
-            Reading {
-                sensor: sensor.to_owned(),
-                device_time_ms,
-                value,
-                quality,
-            },
-        ));
-    }
-    Ok(readings)
+pub(crate) fn read_csv(path: &Path) -> anyhow::Result<Vec<(u64, Reading)>> {
+    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    Ok(polis_import::parse_readings_csv(
+        std::io::BufReader::new(file),
+        &path.display().to_string(),
+    )?)
 }
 
 /// Totals reported by `polis push`.
