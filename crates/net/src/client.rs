@@ -15,7 +15,7 @@ use crate::framing::{FrameError, FrameReader, FrameWriter};
 use crate::tls::{TlsError, client_crypto};
 
 /// A client gives up on a silent server after this long.
-const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How to reach and authenticate with a server.
 #[derive(Debug, Clone)]

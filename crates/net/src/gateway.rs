@@ -44,7 +44,13 @@ pub struct GatewayClient {
     /// How many of `unacked` were sent on the current session.
     sent_on_session: usize,
     reconnects: u64,
+    /// Reconnects since the last acknowledgement: a server that keeps
+    /// refusing the same batch is given up on after [`MAX_FUTILE_RECONNECTS`].
+    futile_reconnects: u32,
 }
+
+/// Reconnects in a row without any batch acknowledged before giving up.
+const MAX_FUTILE_RECONNECTS: u32 = 5;
 
 /// Whether an error means "try again later" rather than "give up".
 fn is_transient(err: &ClientError) -> bool {
@@ -76,6 +82,7 @@ impl GatewayClient {
             unacked: VecDeque::new(),
             sent_on_session: 0,
             reconnects: 0,
+            futile_reconnects: 0,
         })
     }
 
@@ -162,6 +169,7 @@ impl GatewayClient {
             }
             self.unacked.pop_front();
             self.sent_on_session = self.sent_on_session.saturating_sub(1);
+            self.futile_reconnects = 0;
             acks.push(ack);
         }
     }
@@ -169,9 +177,10 @@ impl GatewayClient {
     /// Reconnects after a transient failure (within `reconnect_for`), or
     /// returns the error.
     async fn recover(&mut self, err: ClientError) -> Result<(), ClientError> {
-        if !is_transient(&err) {
+        if !is_transient(&err) || self.futile_reconnects >= MAX_FUTILE_RECONNECTS {
             return Err(err);
         }
+        self.futile_reconnects += 1;
         warn!(
             unacknowledged = self.unacked.len(),
             "lost the server ({err}); reconnecting"

@@ -1,14 +1,11 @@
 //! The gateway loop: sample every feed once per interval of wall time and
 //! push the readings in pipelined batches.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::time::Duration;
 
-use polis_net::{ClientOptions, Session};
-use polis_protocol::{
-    BatchAck, ClientToServer, MAX_READINGS_PER_BATCH, Reading, ReadingBatch, ReadingOutcome, Role,
-    ServerToGateway,
-};
+use polis_net::{ClientError, ClientOptions, GatewayClient, GatewayOptions};
+use polis_protocol::{BatchAck, MAX_READINGS_PER_BATCH, Reading, ReadingOutcome, Role};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::calendar::sim_time_ms;
@@ -48,6 +45,9 @@ pub struct ReplayOptions {
     /// longer (while keeping the connection alive) ends the replay with
     /// [`ReplayError::AckTimeout`]. Not zero.
     pub ack_timeout: Duration,
+    /// After losing the server, how long to keep trying to reconnect (then
+    /// every unacknowledged batch is resent).
+    pub reconnect_for: Duration,
 }
 
 impl ReplayOptions {
@@ -62,6 +62,7 @@ impl ReplayOptions {
             batch_size: DEFAULT_BATCH_SIZE,
             window: DEFAULT_WINDOW,
             ack_timeout: DEFAULT_ACK_TIMEOUT,
+            reconnect_for: Duration::from_secs(60),
         }
     }
 
@@ -170,23 +171,21 @@ pub async fn run_replay(
     if client.role != Role::Gateway {
         return Err(ReplayError::NotGateway(client.role));
     }
-    let mut session = Session::connect(client).await?;
-    let server_limit = usize::try_from(session.welcome().max_readings_per_batch)
-        .unwrap_or(usize::MAX)
-        .max(1);
-    let batch_size = options.batch_size.min(server_limit);
+    let mut gateway = GatewayClient::connect(
+        client.clone(),
+        GatewayOptions {
+            window: options.window.max(1),
+            reconnect_for: options.reconnect_for,
+        },
+    )
+    .await
+    .map_err(from_client)?;
+    let batch_size = options.batch_size.clamp(1, MAX_READINGS_PER_BATCH);
     let started = Instant::now();
     let deadline = options.duration.and_then(|d| started.checked_add(d));
     let mut ticker = tokio::time::interval_at(started, options.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut pusher = Pusher {
-        session: &mut session,
-        batch_size,
-        window: options.window,
-        ack_timeout: options.ack_timeout,
-        next_seq: 0,
-        refusals: RefusalLog::default(),
-    };
+    let mut refusals = RefusalLog::default();
     let mut stats = ReplayStats {
         sim_time_ms: options.start_ms,
         ..ReplayStats::default()
@@ -208,76 +207,76 @@ pub async fn run_replay(
         }
         let sim_ms = sim_time_ms(options.start_ms, options.speed, started.elapsed());
         let readings = plan.readings_at(data, sim_ms);
-        pusher.push_round(&readings, &mut stats).await?;
+        push_round(
+            &mut gateway,
+            &readings,
+            batch_size,
+            options.ack_timeout,
+            &mut stats,
+            &mut refusals,
+        )
+        .await?;
         stats.rounds += 1;
         stats.sim_time_ms = sim_ms;
         progress(&stats);
     }
-    session.close().await;
+    gateway.close().await;
     Ok(stats)
 }
 
-/// Sends rounds of readings on one session.
-struct Pusher<'a> {
-    session: &'a mut Session,
-    batch_size: usize,
-    window: usize,
-    ack_timeout: Duration,
-    next_seq: u64,
-    refusals: RefusalLog,
+fn from_client(err: ClientError) -> ReplayError {
+    match err {
+        ClientError::Server(error) => ReplayError::Server(error),
+        other => ReplayError::Client(other),
+    }
 }
 
-impl Pusher<'_> {
-    /// Sends `readings` in batches, keeping at most `window` unacknowledged,
-    /// and returns once every batch is acknowledged.
-    async fn push_round(
-        &mut self,
-        readings: &[Reading],
-        stats: &mut ReplayStats,
-    ) -> Result<(), ReplayError> {
-        let mut chunks = readings.chunks(self.batch_size.max(1));
-        let mut in_flight: VecDeque<(u64, &[Reading])> = VecDeque::new();
-        loop {
-            if in_flight.len() < self.window.max(1)
-                && let Some(chunk) = chunks.next()
-            {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                let batch = ReadingBatch {
-                    seq,
-                    readings: chunk.to_vec(),
-                };
-                self.session.send(&ClientToServer::Batch(batch)).await?;
-                stats.sent += chunk.len() as u64;
-                in_flight.push_back((seq, chunk));
-                continue;
-            }
-            let Some((expected, chunk)) = in_flight.pop_front() else {
-                return Ok(());
-            };
-            let answer =
-                tokio::time::timeout(self.ack_timeout, self.session.recv::<ServerToGateway>())
-                    .await
-                    .map_err(|_| ReplayError::AckTimeout {
-                        seq: expected,
-                        waited: self.ack_timeout,
-                    })?;
-            let ack = match answer? {
-                ServerToGateway::Ack(ack) => ack,
-                ServerToGateway::Error(error) => return Err(ReplayError::Server(error)),
-            };
-            if ack.seq != expected {
-                return Err(ReplayError::AckOutOfOrder {
-                    expected,
-                    got: ack.seq,
-                });
-            }
+/// Sends `readings` in batches through the gateway client (which resends
+/// unacknowledged batches after a reconnect) and returns once every batch
+/// of the round is acknowledged.
+async fn push_round(
+    gateway: &mut GatewayClient,
+    readings: &[Reading],
+    batch_size: usize,
+    ack_timeout: Duration,
+    stats: &mut ReplayStats,
+    refusals: &mut RefusalLog,
+) -> Result<(), ReplayError> {
+    let mut offsets = std::collections::HashMap::new();
+    let mut account = |acks: Vec<BatchAck>,
+                       offsets: &mut std::collections::HashMap<u64, usize>,
+                       stats: &mut ReplayStats| {
+        for ack in acks {
+            let offset = offsets.remove(&ack.seq).unwrap_or(0);
             for (index, outcome) in stats.count_ack(&ack) {
-                let sensor = chunk.get(index).map_or("?", |r| r.sensor.as_str());
-                self.refusals.note(sensor, outcome);
+                let sensor = readings
+                    .get(offset + index)
+                    .map_or("?", |r| r.sensor.as_str());
+                refusals.note(sensor, outcome);
             }
         }
+    };
+    for (chunk_index, chunk) in readings.chunks(batch_size).enumerate() {
+        let pushed = tokio::time::timeout(ack_timeout, gateway.push(chunk.to_vec()))
+            .await
+            .map_err(|_| ReplayError::AckTimeout {
+                seq: chunk_index as u64,
+                waited: ack_timeout,
+            })?;
+        let (seq, acks) = pushed.map_err(from_client)?;
+        stats.sent += chunk.len() as u64;
+        offsets.insert(seq, chunk_index * batch_size);
+        account(acks, &mut offsets, stats);
     }
+    let acks = tokio::time::timeout(ack_timeout, gateway.flush())
+        .await
+        .map_err(|_| ReplayError::AckTimeout {
+            seq: 0,
+            waited: ack_timeout,
+        })?
+        .map_err(from_client)?;
+    account(acks, &mut offsets, stats);
+    Ok(())
 }
 
 #[cfg(test)]

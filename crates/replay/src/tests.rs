@@ -422,6 +422,7 @@ async fn replay_pushes_every_round_and_counts_the_acks() {
         batch_size: 2,
         window: 3,
         ack_timeout: Duration::from_secs(10),
+        reconnect_for: Duration::from_secs(5),
     };
     let mut seen = Vec::new();
     let stats = run_replay(&twin.options, &plan, &data, &options, &mut |s| {

@@ -237,3 +237,62 @@ fn acknowledged_readings_survive_sigkill_and_the_gateway_resumes() {
         );
     }
 }
+
+#[test]
+fn the_replay_gateway_resumes_after_a_server_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let port = free_udp_port();
+    let mut server = serve(&data, port);
+    let token = std::fs::read_to_string(data.join("gateway.token")).expect("token");
+    let tiny = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenes/tiny.json");
+    let replay = polis()
+        .args([
+            "replay",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--scene",
+            tiny,
+        ])
+        .args([
+            "--speed",
+            "600",
+            "--interval",
+            "0.1",
+            "--for",
+            "12",
+            "--start",
+            "2026-01-01T00:00:00Z",
+        ])
+        .arg("--cert")
+        .arg(data.join("tls/cert.pem"))
+        .args(["--token", token.trim()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("replay starts");
+    std::thread::sleep(Duration::from_millis(1_500));
+    kill(&mut server, "-KILL");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut server = serve(&data, port);
+    let output = replay.wait_with_output().expect("replay ends");
+    kill(&mut server, "-TERM");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "replay failed: {stderr}");
+    assert!(stderr.contains("reconnecting"), "{stderr}");
+    // Readings from after the restart were recorded: simulated time runs
+    // 600× from the start, so the last ones are over 30 simulated minutes in.
+    let reader = HistoryReader::open(&data.join("history.sqlite")).expect("history");
+    let last = reader
+        .readings("flow-pipe-1", i64::MIN, i64::MAX)
+        .expect("readings")
+        .last()
+        .map(|r| r.device_time_ms)
+        .expect("flow recorded");
+    let start_ms = 1_767_225_600_000;
+    assert!(
+        last - start_ms > 30 * 60_000,
+        "last reading {} s in; replay said: {stderr}",
+        (last - start_ms) / 1_000
+    );
+}

@@ -308,3 +308,50 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     );
     assert!(Path::new(env!("CARGO_BIN_EXE_polis")).exists());
 }
+
+#[test]
+fn token_new_prints_a_token_and_a_config_entry_that_grants_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args([
+            "token",
+            "new",
+            "--role",
+            "gateway",
+            "--scope",
+            "meter-,pv-",
+            "--name",
+            "gw-1",
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let token = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .expect("token line")
+        .to_owned();
+    assert!(
+        !stdout.contains(&format!("= \"{token}\"")),
+        "the entry holds no secret"
+    );
+    let entry: String = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("[[token]]"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config =
+        Config::from_toml_str(&entry, std::path::Path::new("entry.toml")).expect("valid entry");
+    let table = polis_server::TokenTable::from_entries(&config.tokens);
+    let grant = polis_net::TokenDirectory::grant(&table, &token).expect("the token is granted");
+    assert_eq!(grant.access, polis_protocol::Access::Gateway);
+    assert_eq!(grant.name, "gw-1");
+    assert_eq!(
+        grant.scope.as_deref(),
+        Some(&["meter-".to_owned(), "pv-".to_owned()][..])
+    );
+}

@@ -14,6 +14,7 @@ mod push;
 mod replay;
 mod scene;
 mod serve;
+mod token;
 mod watch;
 
 /// Polis: a live digital twin of a city, served over QUIC.
@@ -43,6 +44,9 @@ enum Command {
     /// Check or show the server's configuration.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Make access tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Import real data (OpenStreetMap, EPANET) into scenes.
     #[command(subcommand)]
     Import(import::ImportCommand),
@@ -100,6 +104,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Config(command) => config::run(command),
+        Command::Token(command) => token::run(command),
         Command::Import(command) => import::run(command),
         Command::Scene(command) => scene::run(command),
         Command::Push(args) => push::run(args),
