@@ -526,9 +526,11 @@ async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
     };
     let grant = context.tokens.grant(&hello.token);
     let lookup = |_: &str| grant.as_ref().map(|g| g.access);
-    let grant = match check_hello(&hello, &lookup).map(|_| grant.clone()) {
-        Ok(Some(grant)) => grant,
-        Ok(None) => return,
+    let admitted = check_hello(&hello, &lookup)
+        .and_then(|_| grant.ok_or(Rejection::UnknownToken))
+        .and_then(|grant| admit(context, &grant).map(|()| grant));
+    let grant = match admitted {
+        Ok(grant) => grant,
         Err(rejection) => {
             context
                 .stats
@@ -544,37 +546,6 @@ async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
             return;
         }
     };
-    // Connections per token.
-    let admitted = {
-        let mut per_token = context
-            .per_token
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = per_token.entry(grant.name.clone()).or_insert(0);
-        if *count >= context.limits.max_connections_per_token {
-            false
-        } else {
-            *count += 1;
-            true
-        }
-    };
-    if !admitted {
-        let rejection = Rejection::TooManyConnections {
-            limit: context.limits.max_connections_per_token,
-        };
-        context
-            .stats
-            .handshakes_rejected
-            .fetch_add(1, Ordering::Relaxed);
-        warn!(%remote, connection = id, token = %grant.name, "handshake rejected: {rejection}");
-        let _ = writer.send(&HelloReply::Rejected(rejection.clone())).await;
-        writer.finish().await;
-        connection.close(
-            quinn::VarInt::from_u32(close_code::REJECTED),
-            rejection.to_string().as_bytes(),
-        );
-        return;
-    }
     let _release = TokenSlot {
         context,
         name: grant.name.clone(),
@@ -646,6 +617,22 @@ async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
             close_with_error(&connection, &mut writer, error).await;
         }
     }
+}
+
+/// Takes one of the token's connection slots, or refuses.
+fn admit(context: &Context, grant: &Grant) -> Result<(), Rejection> {
+    let mut per_token = context
+        .per_token
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let count = per_token.entry(grant.name.clone()).or_insert(0);
+    if *count >= context.limits.max_connections_per_token {
+        return Err(Rejection::TooManyConnections {
+            limit: context.limits.max_connections_per_token,
+        });
+    }
+    *count += 1;
+    Ok(())
 }
 
 /// Gives a token's connection slot back when the session ends.

@@ -11,6 +11,8 @@ use bevy::prelude::*;
 use polis_twin::PersonalDataShown;
 use tracing::error;
 
+use crate::cli::format_time_ms;
+
 /// Appends audit entries; cheap to clone.
 #[derive(Resource, Clone)]
 pub struct AuditLog {
@@ -35,14 +37,6 @@ struct Entry<'a> {
     from: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     to: Option<String>,
-}
-
-fn rfc3339_ms(ms: i64) -> String {
-    use time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| ms.to_string())
 }
 
 fn now() -> String {
@@ -96,7 +90,7 @@ impl AuditLog {
                 "subscribe"
             },
             sensors,
-            at: at_ms.map(rfc3339_ms),
+            at: at_ms.map(format_time_ms),
             from: None,
             to: None,
         });
@@ -110,8 +104,8 @@ impl AuditLog {
             what: "history",
             sensors: &[sensor.to_owned()],
             at: None,
-            from: Some(rfc3339_ms(from_ms)),
-            to: Some(rfc3339_ms(to_ms)),
+            from: Some(format_time_ms(from_ms)),
+            to: Some(format_time_ms(to_ms)),
         });
     }
 }

@@ -130,7 +130,7 @@ fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// RFC 3339 text of a device time in ms since the Unix epoch.
-fn format_time_ms(device_time_ms: i64) -> String {
+pub(crate) fn format_time_ms(device_time_ms: i64) -> String {
     use time::format_description::well_known::Rfc3339;
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(device_time_ms) * 1_000_000)
         .ok()
