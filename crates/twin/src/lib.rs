@@ -53,8 +53,11 @@ pub struct TwinTick(pub u64);
 
 /// The city twin: loads a scene into the world and keeps it current.
 pub struct TwinPlugin {
-    scene: Scene,
-    restored: Vec<(String, StoredReading)>,
+    /// Taken out when the plugin is built: the world holds the city from
+    /// then on, and the scene's memory is released rather than kept by the
+    /// app's plugin registry.
+    scene: std::sync::Mutex<Option<Scene>>,
+    restored: std::sync::Mutex<Vec<(String, StoredReading)>>,
     privacy: PrivacyOptions,
 }
 
@@ -62,8 +65,8 @@ impl TwinPlugin {
     /// A twin of `scene`, spawned when the plugin is added.
     pub fn new(scene: Scene) -> Self {
         Self {
-            scene,
-            restored: Vec::new(),
+            scene: std::sync::Mutex::new(Some(scene)),
+            restored: std::sync::Mutex::new(Vec::new()),
             privacy: PrivacyOptions::default(),
         }
     }
@@ -76,16 +79,35 @@ impl TwinPlugin {
 
     /// Starts every listed sensor from this latest reading (e.g. restored
     /// from history); ids not in the scene are ignored.
-    pub fn with_latest(mut self, restored: Vec<(String, StoredReading)>) -> Self {
-        self.restored = restored;
-        self
+    pub fn with_latest(self, restored: Vec<(String, StoredReading)>) -> Self {
+        Self {
+            restored: std::sync::Mutex::new(restored),
+            ..self
+        }
     }
 }
 
 impl Plugin for TwinPlugin {
     fn build(&self, app: &mut App) {
-        spawn::spawn_scene(app.world_mut(), &self.scene, &self.privacy);
-        spawn::restore_latest(app.world_mut(), &self.restored);
+        let taken = self
+            .scene
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(scene) = taken else {
+            // Bevy adds a plugin once; a second build has nothing to spawn.
+            tracing::error!("TwinPlugin built twice; ignoring the second build");
+            return;
+        };
+        spawn::spawn_scene(app.world_mut(), &scene, &self.privacy);
+        drop(scene);
+        let restored = std::mem::take(
+            &mut *self
+                .restored
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        spawn::restore_latest(app.world_mut(), &restored);
         app.init_resource::<TwinTick>()
             .init_resource::<IngestCounters>()
             .init_resource::<apply::ChangedSensors>()
