@@ -20,6 +20,171 @@ pub(crate) enum BenchCommand {
     /// durable history); baseline: the history store alone writing the same
     /// rows.
     Ingest(IngestArgs),
+    /// Resident memory per building (with its meter) for a synthetic city,
+    /// and area-query latency; baseline: a linear scan over the same points.
+    Scale(ScaleArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScaleArgs {
+    /// A short run for CI smoke tests.
+    #[arg(long)]
+    quick: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Buildings (each with one meter) in the synthetic city.
+    #[arg(long, default_value_t = 1_000_000)]
+    buildings: usize,
+}
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+/// A square grid of 10 m × 10 m buildings, 15 m apart, each with a meter.
+fn building_city(count: usize) -> Scene {
+    let side = (count as f64).sqrt().ceil() as usize;
+    let mut assets = Vec::with_capacity(count);
+    let mut sensors = Vec::with_capacity(count);
+    for index in 0..count {
+        let (east_m, north_m) = ((index % side) as f64 * 15.0, (index / side) as f64 * 15.0);
+        assets.push(Asset {
+            id: format!("b{index}"),
+            kind: AssetKind::Building,
+            geometry: Geometry::Footprint(vec![
+                [east_m, north_m],
+                [east_m + 10.0, north_m],
+                [east_m + 10.0, north_m + 10.0],
+                [east_m, north_m + 10.0],
+            ]),
+            height_m: Some(10.0),
+            attributes: Default::default(),
+        });
+        sensors.push(Sensor {
+            id: format!("m{index}"),
+            domain: Domain::Energy,
+            quantity: "active_power".into(),
+            unit: "kW".into(),
+            position_enu_m: [east_m + 5.0, north_m + 5.0, 1.5],
+            asset: Some(format!("b{index}")),
+            personal: false,
+        });
+    }
+    Scene {
+        name: format!("buildings-{count}"),
+        description: None,
+        attribution: vec!["synthetic; no third-party data".into()],
+        georeference: Georeference {
+            origin_lon_deg: 24.94,
+            origin_lat_deg: 60.17,
+        },
+        assets,
+        sensors,
+    }
+}
+
+fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
+    let buildings = if args.quick {
+        args.buildings.min(50_000)
+    } else {
+        args.buildings
+    };
+    eprintln!("scale: {buildings} buildings with a meter each …");
+    let before = resident_bytes();
+    let scene = building_city(buildings);
+    let with_scene = resident_bytes();
+    let mut app = bevy::app::App::new();
+    app.add_plugins(polis_twin::TwinPlugin::new(scene));
+    app.update();
+    let twin = resident_bytes();
+    let per_building = twin.saturating_sub(before) as f64 / buildings as f64;
+
+    // Area queries returning ~1,000 items (500 buildings + their meters):
+    // a 22 × 22 building window.
+    let side = (buildings as f64).sqrt().ceil() as usize;
+    let window_m = 22.0 * 15.0 - 5.0;
+    let index = app
+        .world()
+        .get_resource::<polis_twin::SpatialIndex>()
+        .context("the twin has a spatial index")?;
+    let queries = if args.quick { 200 } else { 2_000 };
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut corners = Vec::with_capacity(queries);
+    for _ in 0..queries {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let span = (side.saturating_sub(22).max(1) * 15) as f64;
+        let x = (seed % 10_000) as f64 / 10_000.0 * span;
+        let y = ((seed >> 20) % 10_000) as f64 / 10_000.0 * span;
+        corners.push(([x, y], [x + window_m, y + window_m]));
+    }
+    let mut latencies_us = Vec::with_capacity(queries);
+    let mut results = 0usize;
+    for (min, max) in &corners {
+        let started = Instant::now();
+        results += index.items_in_area_unsorted(*min, *max).count();
+        latencies_us.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    latencies_us.sort_by(f64::total_cmp);
+    // Baseline: scan every meter position.
+    let positions: Vec<[f64; 2]> = (0..buildings)
+        .map(|i| {
+            [
+                (i % side) as f64 * 15.0 + 5.0,
+                (i / side) as f64 * 15.0 + 5.0,
+            ]
+        })
+        .collect();
+    let mut scan_us = Vec::new();
+    for (min, max) in corners.iter().take(50) {
+        let started = Instant::now();
+        let found = positions
+            .iter()
+            .filter(|p| p[0] >= min[0] && p[0] <= max[0] && p[1] >= min[1] && p[1] <= max[1])
+            .count();
+        std::hint::black_box(found);
+        scan_us.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    scan_us.sort_by(f64::total_cmp);
+    let mean_results = results as f64 / queries as f64;
+    let report = serde_json::json!({
+        "scenario": "scale",
+        "buildings": buildings,
+        "resident_bytes_per_building": per_building.round(),
+        "resident_bytes_scene_file_in_memory_per_building": (with_scene.saturating_sub(before) as f64 / buildings as f64).round(),
+        "area_query_results_mean": mean_results.round(),
+        "area_query_us_p50": percentile(&latencies_us, 50.0),
+        "area_query_us_p99": percentile(&latencies_us, 99.0),
+        "baseline_linear_scan_us_p50": percentile(&scan_us, 50.0),
+        "baseline_linear_scan_us_p99": percentile(&scan_us, 99.0),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("| measure | Polis | baseline: linear scan | ratio |");
+        println!("|---|---|---|---|");
+        println!(
+            "| area query p50 / p99 (~{mean_results:.0} results) | {:.0} / {:.0} µs | {:.0} / {:.0} µs | {:.0}× |",
+            percentile(&latencies_us, 50.0),
+            percentile(&latencies_us, 99.0),
+            percentile(&scan_us, 50.0),
+            percentile(&scan_us, 99.0),
+            percentile(&scan_us, 99.0) / percentile(&latencies_us, 99.0)
+        );
+        println!(
+            "| resident memory per building with its meter | {per_building:.0} B (scene file in memory alone: {:.0} B) | – | – |",
+            with_scene.saturating_sub(before) as f64 / buildings as f64
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]
@@ -264,7 +429,10 @@ fn storage_baseline(
 }
 
 pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
-    let BenchCommand::Ingest(mut args) = command;
+    let mut args = match command {
+        BenchCommand::Ingest(args) => args,
+        BenchCommand::Scale(args) => return run_scale(args),
+    };
     if args.quick {
         args.seconds = args.seconds.min(5.0);
         args.sensors = args.sensors.min(20_000);
