@@ -12,16 +12,6 @@ use polis_protocol::{
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 4096
-}
-
 /// A cheap deterministic byte stream (xorshift).
 fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
     (0..len)

@@ -378,16 +378,6 @@ fn grid_scene(side: u32) -> Scene {
     scene
 }
 
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_viewer_does_not_delay_others_and_costs_bounded_memory() {
     const SIDE: u32 = 70; // 4,900 sensors

@@ -374,3 +374,14 @@ pub fn west() -> GeoBox {
 pub fn east() -> GeoBox {
     area([200.0, -35.0], [400.0, 50.0])
 }
+
+/// Resident memory of this process, bytes (Linux).
+pub fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|pages| pages.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}

@@ -5,7 +5,7 @@ use polis_protocol::{BatchAck, NotAccepted, Reading, ReadingOutcome};
 
 use crate::components::{Aggregate, LatestReading, SensorRecord, StoredReading};
 use crate::messages::{BatchApplied, IncomingBatch, RecordedReading};
-use crate::privacy::{AggregatesOf, combine};
+use crate::privacy::{AggregatesOf, DirtyAggregates, combine};
 use crate::spawn::SensorDirectory;
 
 /// Totals of readings since start, by outcome.
@@ -58,7 +58,7 @@ pub(crate) fn apply_readings(
     aggregates_of: Res<AggregatesOf>,
     mut counters: ResMut<IngestCounters>,
     mut changed: ResMut<ChangedSensors>,
-    mut dirty: Local<Vec<u32>>,
+    mut dirty: ResMut<DirtyAggregates>,
 ) {
     for IncomingBatch {
         ticket,
@@ -101,7 +101,7 @@ pub(crate) fn apply_readings(
                         });
                         changed.0.push(record.handle);
                         if let Some(groups) = aggregates_of.0.get(record.handle as usize) {
-                            dirty.extend(groups);
+                            dirty.0.extend(groups);
                         }
                     }
                     outcome
@@ -123,13 +123,6 @@ pub(crate) fn apply_readings(
             }
         }
         counters.batches += 1;
-        refresh_aggregates(
-            &mut dirty,
-            &directory,
-            &mut sensors,
-            &aggregates,
-            &mut changed,
-        );
         applied.write(BatchApplied {
             ticket: *ticket,
             ack: BatchAck {
@@ -140,6 +133,15 @@ pub(crate) fn apply_readings(
             recorded,
         });
     }
+    // Once per tick, after every batch: aggregates whose members changed,
+    // and at start all of them (restored or not).
+    refresh_aggregates(
+        &mut dirty.0,
+        &directory,
+        &mut sensors,
+        &aggregates,
+        &mut changed,
+    );
 }
 
 /// Recomputes the aggregates whose members changed.

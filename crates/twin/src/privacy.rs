@@ -43,6 +43,12 @@ impl Default for PrivacyOptions {
     }
 }
 
+/// Aggregates to recompute at the next apply step: those whose members
+/// changed, and all of them at start (so a restored twin starts with their
+/// values).
+#[derive(Resource, Debug, Default)]
+pub(crate) struct DirtyAggregates(pub(crate) Vec<u32>);
+
 /// For each sensor handle, the aggregates it feeds.
 #[derive(Resource, Debug, Default)]
 pub(crate) struct AggregatesOf(pub(crate) Vec<Vec<u32>>);
@@ -158,7 +164,11 @@ pub(crate) fn spawn_groups(
 ) -> Vec<(Entity, IndexedItem)> {
     let mut of = vec![Vec::new(); sensors.len()];
     let mut spawned = Vec::with_capacity(groups.len());
-    for (handle, group) in (first_handle..).zip(groups) {
+    let mut handles = Vec::with_capacity(groups.len());
+    // Handles follow on from the scene's, one per spawned aggregate, so that
+    // the sensor directory's by-handle list stays aligned.
+    let mut handle = first_handle;
+    for group in groups {
         let Some(first) = group.members.first().and_then(|h| sensors.get(*h as usize)) else {
             continue;
         };
@@ -194,9 +204,12 @@ pub(crate) fn spawn_groups(
         let entity = world
             .spawn((record, aggregate, LatestReading::default()))
             .id();
+        handles.push(handle);
         spawned.push((entity, IndexedItem::sensor(handle, min, max)));
+        handle += 1;
     }
     world.insert_resource(AggregatesOf(of));
+    world.insert_resource(DirtyAggregates(handles));
     spawned
 }
 

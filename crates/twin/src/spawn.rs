@@ -164,32 +164,5 @@ pub(crate) fn restore_latest(world: &mut World, restored: &[(String, StoredReadi
             known += 1;
         }
     }
-    refresh_all_aggregates(world);
     known
-}
-
-/// Recomputes every aggregate from its members (after a restore).
-fn refresh_all_aggregates(world: &mut World) {
-    let mut aggregates = world.query::<(Entity, &crate::components::Aggregate)>();
-    let list: Vec<(Entity, crate::components::Aggregate)> = aggregates
-        .iter(world)
-        .map(|(e, a)| (e, a.clone()))
-        .collect();
-    for (entity, aggregate) in list {
-        let readings: Vec<Option<StoredReading>> = aggregate
-            .members
-            .iter()
-            .map(|h| {
-                world
-                    .resource::<SensorDirectory>()
-                    .by_handle(*h)
-                    .and_then(|e| world.get::<LatestReading>(e))
-                    .and_then(|l| l.latest)
-            })
-            .collect();
-        let value = crate::privacy::combine(&aggregate, readings.into_iter());
-        if let Some(mut latest) = world.get_mut::<LatestReading>(entity) {
-            latest.latest = value;
-        }
-    }
 }

@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use polis_history::{Aggregate, HistoryReader};
 
-use super::format_time_ms;
+use super::{format_time_ms, parse_time_ms};
 
 /// How buckets are combined.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -49,13 +49,6 @@ pub(crate) struct HistoryArgs {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
-}
-
-fn parse_time(flag: &str, text: &str) -> anyhow::Result<i64> {
-    let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .with_context(|| format!("{flag} `{text}` is not an RFC 3339 time"))?;
-    i64::try_from(time.unix_timestamp_nanos() / 1_000_000)
-        .with_context(|| format!("{flag} `{text}` is out of range"))
 }
 
 /// `15m` → 900 000 ms.
@@ -101,13 +94,13 @@ pub(crate) fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let from_ms = args
         .from
         .as_deref()
-        .map(|t| parse_time("--from", t))
+        .map(|t| parse_time_ms("--from", t))
         .transpose()?
         .unwrap_or(i64::MIN);
     let to_ms = args
         .to
         .as_deref()
-        .map(|t| parse_time("--to", t))
+        .map(|t| parse_time_ms("--to", t))
         .transpose()?
         .unwrap_or(i64::MAX);
     let path = args.data_dir.join(&args.file);

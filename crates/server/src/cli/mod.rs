@@ -122,11 +122,20 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// A tokio runtime for one client command.
-fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+/// A single-threaded tokio runtime, for a client command or a helper thread.
+pub(crate) fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
+}
+
+/// Milliseconds since the Unix epoch of the RFC 3339 time given for `flag`.
+pub(crate) fn parse_time_ms(flag: &str, text: &str) -> anyhow::Result<i64> {
+    use anyhow::Context as _;
+    let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("{flag} `{text}` is not an RFC 3339 time"))?;
+    i64::try_from(time.unix_timestamp_nanos() / 1_000_000)
+        .with_context(|| format!("{flag} `{text}` is out of range"))
 }
 
 /// RFC 3339 text of a device time in ms since the Unix epoch.

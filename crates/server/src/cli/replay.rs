@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
 use polis_net::ClientOptions;
 use polis_protocol::Role;
@@ -12,7 +11,7 @@ use polis_replay::{FeedData, ReplayOptions, ReplayStats, plan_feeds, run_replay}
 use tracing::info;
 
 use super::progress::ProgressLine;
-use super::{ServerArgs, client_runtime, format_time_ms};
+use super::{ServerArgs, client_runtime, format_time_ms, parse_time_ms};
 use crate::load_scene;
 
 /// Options shared by `polis replay` and `polis serve --demo`.
@@ -54,13 +53,7 @@ fn now_ms() -> i64 {
 /// Replay options from the command line.
 pub(crate) fn options(args: &ReplayArgs, for_secs: Option<f64>) -> anyhow::Result<ReplayOptions> {
     let start_ms = match &args.start {
-        Some(text) => {
-            let time =
-                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                    .with_context(|| format!("--start `{text}` is not RFC 3339"))?;
-            i64::try_from(time.unix_timestamp_nanos() / 1_000_000)
-                .context("--start out of range")?
-        }
+        Some(text) => parse_time_ms("--start", text)?,
         None => now_ms(),
     };
     anyhow::ensure!(

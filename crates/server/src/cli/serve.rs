@@ -119,15 +119,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// Sets `stop` on SIGINT or SIGTERM.
 fn spawn_signal_watcher(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let runtime = super::client_runtime()?;
     std::thread::Builder::new()
         .name("polis-signals".into())
         .spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
             runtime.block_on(async {
                 #[cfg(unix)]
                 {
@@ -172,15 +167,10 @@ fn spawn_demo_replay(
         polis_protocol::Role::Gateway,
     );
     println!("demo: replaying real feeds at {}× speed", options.speed);
+    let runtime = super::client_runtime()?;
     std::thread::Builder::new()
         .name("polis-demo".into())
         .spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
             runtime.block_on(async {
                 let replay = super::replay::replay(&client, &scene, &options, false);
                 let stopped = async {

@@ -13,7 +13,7 @@ use polis_protocol::{
     ValueUpdate,
 };
 
-use super::{ServerArgs, client_runtime, format_time_ms};
+use super::{ServerArgs, client_runtime, format_time_ms, parse_time_ms};
 
 /// Arguments of `polis watch`.
 #[derive(Debug, Args)]
@@ -97,12 +97,7 @@ pub(crate) fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let at_ms = args
         .at
         .as_deref()
-        .map(|text| {
-            let time =
-                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                    .with_context(|| format!("--at `{text}` is not an RFC 3339 time"))?;
-            i64::try_from(time.unix_timestamp_nanos() / 1_000_000).context("--at out of range")
-        })
+        .map(|text| parse_time_ms("--at", text))
         .transpose()?;
     if !(args.speed.is_finite() && args.speed >= 0.0) {
         bail!("--speed must be a number >= 0");
