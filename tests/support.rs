@@ -137,6 +137,7 @@ impl TestServer {
             ever_seen: Vec::new(),
             snapshots_complete: 0,
             history: Vec::new(),
+            picks: Vec::new(),
             subscription: 0,
         };
         viewer.subscribe(area, layers).await;
@@ -248,6 +249,8 @@ pub struct Viewer {
     pub snapshots_complete: u32,
     /// History replies received.
     pub history: Vec<polis_protocol::HistoryReply>,
+    /// Pick replies received.
+    pub picks: Vec<polis_protocol::PickReply>,
     subscription: u32,
 }
 
@@ -325,6 +328,7 @@ impl Viewer {
                 }
             }
             ServerToViewer::History(reply) => self.history.push(reply),
+            ServerToViewer::Pick(reply) => self.picks.push(reply),
             ServerToViewer::Error(error) => return Err(ClientError::Server(error)),
         }
         Ok(())

@@ -9,8 +9,8 @@ use std::time::Duration;
 use polis_protocol::{
     Access, BatchAck, ClientToServer, DecodeError, ErrorCode, Georeference, Hello, HelloReply,
     HistoryReply, HistoryRequest, MAX_FRAME_BYTES, MAX_READINGS_PER_BATCH, PROTOCOL_VERSION,
-    ProtocolError, ReadingBatch, Rejection, Role, ServerToGateway, ServerToViewer, SharedMailbox,
-    Subscribe, Welcome, check_hello,
+    PickReply, PickRequest, ProtocolError, ReadingBatch, Rejection, Role, ServerToGateway,
+    ServerToViewer, SharedMailbox, Subscribe, Welcome, check_hello,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -56,6 +56,16 @@ pub enum NetEvent {
         viewer: u64,
         /// The subscription.
         subscribe: Subscribe,
+    },
+    /// A viewer asks what lies along a ray (already validated); answer on
+    /// `reply`.
+    Pick {
+        /// The viewer connection.
+        viewer: u64,
+        /// The ray.
+        request: PickRequest,
+        /// Where the answer goes.
+        reply: oneshot::Sender<PickReply>,
     },
     /// A viewer went away.
     ViewerDisconnected {
@@ -720,11 +730,13 @@ async fn serve_gateway(
             };
             let batch = match message {
                 ClientToServer::Batch(batch) => batch,
-                ClientToServer::Subscribe(_) | ClientToServer::History(_) => {
+                ClientToServer::Subscribe(_)
+                | ClientToServer::History(_)
+                | ClientToServer::Pick(_) => {
                     return SessionEnd::Protocol(ProtocolError {
                         code: ErrorCode::UnexpectedMessage,
                         detail: "a gateway may only push readings; connect with a viewer token \
-                                 to subscribe or query history"
+                                 to subscribe, pick or query history"
                             .into(),
                     });
                 }
@@ -833,6 +845,18 @@ async fn serve_viewer(
                     // One query at a time per viewer: the next frame is read
                     // once this one is answered.
                     let reply = answer_history(context, viewer, grant, request).await;
+                    if replies_tx.send(reply).await.is_err() {
+                        break SessionEnd::Lost("writer ended".into());
+                    }
+                    continue;
+                }
+                ClientToServer::Pick(request) => {
+                    // One pick at a time per viewer, like history queries.
+                    let reply = match answer_pick(context, viewer, request).await {
+                        Ok(reply) => reply,
+                        Err(None) => break SessionEnd::ServerStopping,
+                        Err(Some(error)) => ServerToViewer::Error(error),
+                    };
                     if replies_tx.send(reply).await.is_err() {
                         break SessionEnd::Lost("writer ended".into());
                     }
@@ -964,10 +988,46 @@ async fn answer_history(
     }
 }
 
+/// The twin answers a pick within this time or the viewer gets an error.
+const PICK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asks the twin what lies along a viewer's ray. `Err(None)`: the server is
+/// stopping; `Err(Some(_))`: an error frame for the viewer, whose connection
+/// stays open.
+async fn answer_pick(
+    context: &Context,
+    viewer: u64,
+    request: PickRequest,
+) -> Result<ServerToViewer, Option<ProtocolError>> {
+    if let Some(problem) = request.problem() {
+        return Err(Some(ProtocolError {
+            code: ErrorCode::InvalidRequest,
+            detail: problem,
+        }));
+    }
+    let (reply, answer) = oneshot::channel();
+    let event = NetEvent::Pick {
+        viewer,
+        request,
+        reply,
+    };
+    if context.events.send(event).await.is_err() {
+        return Err(None);
+    }
+    match tokio::time::timeout(PICK_TIMEOUT, answer).await {
+        Ok(Ok(reply)) => Ok(ServerToViewer::Pick(reply)),
+        Ok(Err(_)) => Err(None),
+        Err(_) => Err(Some(ProtocolError {
+            code: ErrorCode::Unavailable,
+            detail: "the twin did not answer the pick in time".into(),
+        })),
+    }
+}
+
 /// Sensor values carried by a frame.
 fn values_in(frame: &ServerToViewer) -> usize {
     match frame {
-        ServerToViewer::Error(_) | ServerToViewer::History(_) => 0,
+        ServerToViewer::Error(_) | ServerToViewer::History(_) | ServerToViewer::Pick(_) => 0,
         ServerToViewer::Snapshot(snapshot) => snapshot
             .sensors
             .iter()

@@ -27,6 +27,7 @@ mod codec;
 mod handshake;
 mod mailbox;
 mod messages;
+pub mod shape;
 mod vocab;
 
 pub use codec::{
@@ -36,7 +37,7 @@ pub use handshake::{TokenLookup, check_hello};
 pub use mailbox::{SharedMailbox, ViewerMailbox};
 pub use messages::{
     Aggregation, AssetInfo, BatchAck, ClientToServer, ErrorCode, Geometry, Hello, HelloReply,
-    HistoryPoint, HistoryReply, HistoryRequest, NotAccepted, ProtocolError, Quality, Reading,
+    HistoryPoint, HistoryReply, HistoryRequest, NotAccepted, PickHit, PickReply, PickRequest, PickTarget, ProtocolError, Quality, Reading,
     ReadingBatch, ReadingOutcome, Rejection, SensorInfo, ServerToGateway, ServerToViewer, Snapshot,
     Subscribe, Update, ValueUpdate, Welcome,
 };
@@ -57,3 +58,9 @@ pub const MAX_HISTORY_POINTS: usize = 10_000;
 
 /// Most readings a single batch may carry.
 pub const MAX_READINGS_PER_BATCH: usize = 10_000;
+
+/// Most hits in one [`PickReply`].
+pub const MAX_PICK_HITS: usize = 16;
+
+/// Longest ray a [`PickRequest`] may cast, metres.
+pub const MAX_PICK_DISTANCE_M: f32 = 100_000.0;

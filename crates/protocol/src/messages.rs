@@ -144,6 +144,8 @@ pub enum ClientToServer {
     Subscribe(Subscribe),
     /// Ask for a sensor's recorded values (viewers).
     History(HistoryRequest),
+    /// Ask what lies along a ray through the city (viewers).
+    Pick(PickRequest),
 }
 
 /// Why a single reading was not accepted.
@@ -300,6 +302,80 @@ pub struct HistoryReply {
     pub truncated: bool,
 }
 
+/// A viewer asks what lies along a ray (e.g. under the mouse pointer). The
+/// server answers from colliders of every asset, sensor and vehicle, so a
+/// client needs no meshes of its own to pick.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PickRequest {
+    /// Client-chosen id, echoed in the reply.
+    pub request: u32,
+    /// Start of the ray, local east/north/up metres.
+    pub origin_enu_m: [f32; 3],
+    /// Direction of the ray (east, north, up); need not be normalised.
+    pub direction_enu: [f32; 3],
+    /// Length of the ray, metres (at most [`crate::MAX_PICK_DISTANCE_M`]).
+    pub max_distance_m: f32,
+}
+
+impl PickRequest {
+    /// Why this request cannot be answered, if it cannot: a non-finite or
+    /// zero direction, a non-finite origin, or a length out of range.
+    pub fn problem(&self) -> Option<String> {
+        let finite = |v: &[f32; 3]| v.iter().all(|c| c.is_finite());
+        if !finite(&self.origin_enu_m) {
+            return Some(format!("ray origin {:?} is not finite", self.origin_enu_m));
+        }
+        let length_sq: f32 = self.direction_enu.iter().map(|c| c * c).sum();
+        if !finite(&self.direction_enu) || !length_sq.is_finite() || length_sq <= 1e-12 {
+            return Some(format!(
+                "ray direction {:?} is not a finite non-zero vector",
+                self.direction_enu
+            ));
+        }
+        let in_range =
+            self.max_distance_m > 0.0 && self.max_distance_m <= crate::MAX_PICK_DISTANCE_M;
+        if !in_range {
+            return Some(format!(
+                "ray length {} m is not within (0, {}] m",
+                self.max_distance_m,
+                crate::MAX_PICK_DISTANCE_M
+            ));
+        }
+        None
+    }
+}
+
+/// What a pick hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PickTarget {
+    /// An asset, by its handle ([`AssetInfo::handle`]).
+    Asset(u32),
+    /// A sensor or vehicle, by its handle ([`SensorInfo::handle`]).
+    Sensor(u32),
+}
+
+/// One thing along a picked ray.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PickHit {
+    /// The asset or sensor hit.
+    pub target: PickTarget,
+    /// Its stable id from the scene.
+    pub id: String,
+    /// Distance from the ray's origin, metres.
+    pub distance_m: f32,
+}
+
+/// The answer to a [`PickRequest`]: hits nearest first, at most
+/// [`crate::MAX_PICK_HITS`]. Sensors the viewer may not see (e.g. a
+/// household's meter for a public viewer) are never listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PickReply {
+    /// The request's id.
+    pub request: u32,
+    /// What lies along the ray, nearest first.
+    pub hits: Vec<PickHit>,
+}
+
 /// Geometry of an asset, in the scene's local east/north/up metres.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Geometry {
@@ -408,6 +484,8 @@ pub enum ServerToViewer {
     Update(Update),
     /// Recorded values of a sensor, answering a [`HistoryRequest`].
     History(HistoryReply),
+    /// What lies along a ray, answering a [`PickRequest`].
+    Pick(PickReply),
 }
 
 /// Kinds of protocol errors.

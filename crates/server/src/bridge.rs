@@ -11,8 +11,9 @@ use polis_history::{History, Rejected, Row, SensorKey};
 use polis_net::{NetEvent, NetServer};
 use polis_protocol::{BatchAck, ErrorCode, ProtocolError, Quality};
 use polis_twin::{
-    BatchApplied, BatchTicket, IncomingBatch, IngestCounters, TwinSystems, TwinTick, ViewerBacklog,
-    ViewerConnected, ViewerDisconnected, ViewerId, ViewerSubscribed,
+    BatchApplied, BatchTicket, IncomingBatch, IngestCounters, PickRequested, PickResponder,
+    TwinSystems, TwinTick, ViewerBacklog, ViewerConnected, ViewerDisconnected, ViewerId,
+    ViewerSubscribed,
 };
 use tokio::sync::oneshot;
 use tracing::error;
@@ -190,6 +191,7 @@ fn receive_net_events(
     mut connected: MessageWriter<ViewerConnected>,
     mut subscribed: MessageWriter<ViewerSubscribed>,
     mut disconnected: MessageWriter<ViewerDisconnected>,
+    mut picks: MessageWriter<PickRequested>,
 ) {
     let link = &mut *link;
     // While history cannot keep up, take nothing new: the channel fills and
@@ -236,6 +238,20 @@ fn receive_net_events(
                 subscribed.write(ViewerSubscribed {
                     viewer: ViewerId(viewer),
                     subscribe,
+                });
+            }
+            NetEvent::Pick {
+                viewer,
+                request,
+                reply,
+            } => {
+                picks.write(PickRequested {
+                    viewer: ViewerId(viewer),
+                    request,
+                    responder: PickResponder::new(move |answer| {
+                        // The viewer may have gone meanwhile; nothing to do then.
+                        let _ = reply.send(answer);
+                    }),
                 });
             }
             NetEvent::ViewerDisconnected { viewer } => {

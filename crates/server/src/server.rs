@@ -12,7 +12,7 @@ use bevy::time::TimePlugin;
 use polis_net::{NetServer, NetServerConfig, ServerInfo, load_or_create_identity};
 use polis_protocol::Access;
 use polis_scene::Scene;
-use polis_twin::TwinPlugin;
+use polis_twin::{PickPlugin, TwinPlugin};
 use tracing::{info, warn};
 
 use crate::bridge::{Durable, NetBridgePlugin, NetLink};
@@ -320,6 +320,7 @@ fn run_ticks(
                 .with_latest(restored)
                 .with_privacy(privacy),
         )
+        .add_plugins(PickPlugin)
         .insert_resource(link)
         .insert_resource(observed.clone())
         .insert_resource(audit)

@@ -45,6 +45,13 @@ impl Watchers {
 #[derive(Resource, Debug, Default)]
 pub(crate) struct ViewerDirectory(HashMap<ViewerId, Entity>);
 
+impl ViewerDirectory {
+    /// The entity of a connected viewer.
+    pub(crate) fn get(&self, viewer: ViewerId) -> Option<Entity> {
+        self.0.get(&viewer).copied()
+    }
+}
+
 /// A set of domains as bits; all set when a subscription names none.
 #[derive(Debug, Clone, Copy)]
 struct LayerMask(u8);

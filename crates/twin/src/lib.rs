@@ -14,6 +14,7 @@ mod components;
 mod index;
 mod interest;
 mod messages;
+mod pick;
 mod privacy;
 mod spawn;
 
@@ -31,6 +32,10 @@ pub use messages::{
     BatchApplied, BatchTicket, IncomingBatch, PersonalDataShown, PlaybackCommand,
     PlaybackRequested, RecordedReading, ViewerConnected, ViewerDisconnected, ViewerId,
     ViewerSubscribed,
+};
+pub use pick::{
+    DEFAULT_BUILDING_HEIGHT_M, DISTANCE_ALONG_ROUTE, PickPlugin, PickRequested, PickResponder,
+    PickSystems, Vehicle, asset_collider,
 };
 pub use privacy::PrivacyOptions;
 pub use spawn::{AssetDirectory, SensorDirectory, TwinInfo};

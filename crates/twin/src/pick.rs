@@ -1,0 +1,303 @@
+//! Picking: colliders for every asset, sensor and vehicle, and answers to
+//! "what lies along this ray" from Rapier's query pipeline.
+//!
+//! Colliders live in the scene's local east/north/up metres (x east, y north,
+//! z up), the frame of [`AssetRecord::geometry_enu_m`]. Nothing is simulated:
+//! the colliders are fixed, so Rapier's step only keeps its query structure
+//! current (vehicles move their collider as their position readings arrive).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bevy::prelude::*;
+use bevy_rapier3d::prelude::{
+    Collider, NoUserData, QueryFilter, RapierPhysicsPlugin, ReadRapierContext,
+};
+use polis_protocol::{
+    AssetKind, Geometry, MAX_PICK_HITS, PickHit, PickReply, PickRequest, PickTarget, shape,
+};
+
+use crate::TwinSystems;
+use crate::components::{AssetRecord, LatestReading, SensorRecord, ViewerState};
+use crate::interest::ViewerDirectory;
+use crate::messages::ViewerId;
+use crate::spawn::AssetDirectory;
+
+/// Sensors whose value is a distance along their route (transit vehicles).
+pub const DISTANCE_ALONG_ROUTE: &str = "distance_along_route";
+
+/// Collider radius of a sensor, metres.
+const SENSOR_RADIUS_M: f32 = 2.5;
+/// Collider radius of a vehicle, metres.
+const VEHICLE_RADIUS_M: f32 = 6.0;
+/// Collider radius of point assets (stops, junctions, tanks), metres.
+const POINT_ASSET_RADIUS_M: f32 = 4.0;
+/// Height of a building without a height attribute, metres.
+pub const DEFAULT_BUILDING_HEIGHT_M: f32 = 10.0;
+
+/// Half-width of a line asset's pick collider, metres.
+fn line_radius_m(kind: AssetKind) -> f32 {
+    match kind {
+        AssetKind::Road => 3.0,
+        AssetKind::TransitRoute => 2.0,
+        _ => 1.5,
+    }
+}
+
+/// Answers a [`PickRequested`] once; later calls do nothing.
+#[derive(Clone)]
+pub struct PickResponder(Arc<Mutex<Option<Box<dyn FnOnce(PickReply) + Send>>>>);
+
+impl PickResponder {
+    /// A responder that hands the reply to `respond`.
+    pub fn new(respond: impl FnOnce(PickReply) + Send + 'static) -> Self {
+        Self(Arc::new(Mutex::new(Some(Box::new(respond)))))
+    }
+
+    /// Sends the reply (the first call only).
+    pub fn respond(&self, reply: PickReply) {
+        let taken = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(respond) = taken {
+            respond(reply);
+        }
+    }
+}
+
+impl std::fmt::Debug for PickResponder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PickResponder")
+    }
+}
+
+/// A viewer asks what lies along a ray (validated by the transport).
+#[derive(Message, Debug, Clone)]
+pub struct PickRequested {
+    /// The viewer; sensors it may not see are left out of the answer.
+    pub viewer: ViewerId,
+    /// The ray.
+    pub request: PickRequest,
+    /// Where the answer goes.
+    pub responder: PickResponder,
+}
+
+/// A vehicle: a sensor whose value is its distance along `route_enu_m`.
+#[derive(Component, Debug, Clone)]
+pub struct Vehicle {
+    /// The route's polyline, local east/north metres.
+    pub route_enu_m: Arc<[[f32; 2]]>,
+}
+
+/// When picking's systems run within `Update`.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PickSystems {
+    /// Vehicles' colliders follow their latest position readings.
+    MoveVehicles,
+    /// Pick requests are answered.
+    Answer,
+}
+
+/// Adds pick colliders to the twin and answers [`PickRequested`]; add after
+/// [`crate::TwinPlugin`]. Brings Rapier (and Bevy's transform propagation)
+/// with it when the app has not added them.
+#[derive(Debug, Default)]
+pub struct PickPlugin;
+
+impl Plugin for PickPlugin {
+    fn build(&self, app: &mut App) {
+        if !app.is_plugin_added::<TransformPlugin>() {
+            app.add_plugins(TransformPlugin);
+        }
+        if !app.is_plugin_added::<RapierPhysicsPlugin<NoUserData>>() {
+            app.add_plugins(RapierPhysicsPlugin::<NoUserData>::default());
+        }
+        app.add_message::<PickRequested>()
+            .configure_sets(
+                Update,
+                (
+                    PickSystems::MoveVehicles.after(TwinSystems::Apply),
+                    PickSystems::Answer.after(TwinSystems::Interest),
+                ),
+            )
+            .add_systems(Startup, add_colliders)
+            .add_systems(Update, move_vehicles.in_set(PickSystems::MoveVehicles))
+            .add_systems(Update, answer_picks.in_set(PickSystems::Answer));
+    }
+}
+
+/// The pick collider of an asset, in its own local frame, and that frame's
+/// translation.
+pub fn asset_collider(asset: &AssetRecord) -> Option<(Collider, Vec3)> {
+    match &asset.geometry_enu_m {
+        Geometry::Footprint(points) => {
+            let ring = shape::open_ring(points);
+            let (min, max) = bounds(&ring)?;
+            // Vertices relative to the footprint's centre keep f32 precise.
+            let centre = Vec2::new((min.x + max.x) / 2.0, (min.y + max.y) / 2.0);
+            let local: Vec<[f32; 2]> = ring
+                .iter()
+                .map(|&[e, n]| [e - centre.x, n - centre.y])
+                .collect();
+            let height = asset
+                .height_m
+                .filter(|h| h.is_finite() && *h > 0.0)
+                .unwrap_or(DEFAULT_BUILDING_HEIGHT_M);
+            let (vertices, triangles) = shape::extrude(&local, height);
+            let vertices = vertices.into_iter().map(Vec3::from).collect();
+            let collider = Collider::trimesh(vertices, triangles).ok()?;
+            Some((collider, centre.extend(0.0)))
+        }
+        Geometry::Line(points) => {
+            let (min, max) = bounds(points)?;
+            let centre = Vec2::new((min.x + max.x) / 2.0, (min.y + max.y) / 2.0);
+            let radius = line_radius_m(asset.kind);
+            let segments: Vec<_> = points
+                .windows(2)
+                .filter(|w| w[0] != w[1])
+                .map(|w| {
+                    let a = Vec2::from(w[0]) - centre;
+                    let b = Vec2::from(w[1]) - centre;
+                    let capsule = Collider::capsule(a.extend(0.0), b.extend(0.0), radius);
+                    (Vec3::ZERO, Quat::IDENTITY, capsule)
+                })
+                .collect();
+            if segments.is_empty() {
+                return Some((Collider::ball(radius), Vec2::from(points[0]).extend(0.0)));
+            }
+            Some((Collider::compound(segments), centre.extend(0.0)))
+        }
+        Geometry::Point(point) => Some((Collider::ball(POINT_ASSET_RADIUS_M), Vec3::from(*point))),
+    }
+}
+
+fn bounds(points: &[[f32; 2]]) -> Option<(Vec2, Vec2)> {
+    let first = Vec2::from(*points.first()?);
+    let (min, max) = points.iter().fold((first, first), |(min, max), p| {
+        (min.min(Vec2::from(*p)), max.max(Vec2::from(*p)))
+    });
+    (min.is_finite() && max.is_finite()).then_some((min, max))
+}
+
+/// Gives every asset and sensor its collider; vehicles also learn their route.
+pub(crate) fn add_colliders(
+    mut commands: Commands,
+    assets: Query<(Entity, &AssetRecord), Without<Collider>>,
+    sensors: Query<(Entity, &SensorRecord), Without<Collider>>,
+    directory: Res<AssetDirectory>,
+    records: Query<&AssetRecord>,
+) {
+    let mut skipped = 0usize;
+    for (entity, asset) in &assets {
+        match asset_collider(asset) {
+            Some((collider, at)) => {
+                commands
+                    .entity(entity)
+                    .insert((collider, Transform::from_translation(at)));
+            }
+            None => skipped += 1,
+        }
+    }
+    for (entity, sensor) in &sensors {
+        let route = (sensor.quantity == DISTANCE_ALONG_ROUTE)
+            .then(|| sensor.asset.and_then(|h| directory.by_handle(h)))
+            .flatten()
+            .and_then(|route| records.get(route).ok())
+            .and_then(|route| match &route.geometry_enu_m {
+                Geometry::Line(points) if !points.is_empty() => Some(points.clone()),
+                _ => None,
+            });
+        let at = Transform::from_translation(sensor.position_enu_m);
+        match route {
+            Some(points) => {
+                commands.entity(entity).insert((
+                    Collider::ball(VEHICLE_RADIUS_M),
+                    at,
+                    Vehicle {
+                        route_enu_m: points.into(),
+                    },
+                ));
+            }
+            None => {
+                commands
+                    .entity(entity)
+                    .insert((Collider::ball(SENSOR_RADIUS_M), at));
+            }
+        }
+    }
+    if skipped > 0 {
+        tracing::warn!(skipped, "assets without a usable shape are not pickable");
+    }
+}
+
+/// Moves each vehicle's collider to the position its latest reading gives.
+pub(crate) fn move_vehicles(
+    mut vehicles: Query<(&Vehicle, &LatestReading, &mut Transform), Changed<LatestReading>>,
+) {
+    for (vehicle, latest, mut transform) in &mut vehicles {
+        let Some(reading) = latest.latest else {
+            continue;
+        };
+        if let Some(([east, north], _)) = shape::point_along(&vehicle.route_enu_m, reading.value) {
+            transform.translation = Vec3::new(east, north, 0.0);
+        }
+    }
+}
+
+/// Answers pick requests: everything along the ray that the viewer may see,
+/// nearest first.
+pub(crate) fn answer_picks(
+    mut requests: MessageReader<PickRequested>,
+    rapier: ReadRapierContext,
+    assets: Query<&AssetRecord>,
+    sensors: Query<&SensorRecord>,
+    directory: Res<ViewerDirectory>,
+    viewers: Query<&ViewerState>,
+) {
+    if requests.is_empty() {
+        return;
+    }
+    let context = rapier.single();
+    for picked in requests.read() {
+        let access = directory
+            .get(picked.viewer)
+            .and_then(|e| viewers.get(e).ok())
+            .map(|v| v.access);
+        let request = &picked.request;
+        let mut hits: Vec<PickHit> = Vec::new();
+        if let (Ok(context), Some(access)) = (&context, access) {
+            let origin = Vec3::from(request.origin_enu_m);
+            let direction = Vec3::from(request.direction_enu).normalize_or_zero();
+            context.intersect_ray(
+                origin,
+                direction,
+                request.max_distance_m,
+                true,
+                QueryFilter::default(),
+                |entity, hit| {
+                    let target = if let Ok(asset) = assets.get(entity) {
+                        Some((PickTarget::Asset(asset.handle), asset.id.clone()))
+                    } else if let Ok(sensor) = sensors.get(entity) {
+                        sensor
+                            .audience
+                            .admits(access)
+                            .then(|| (PickTarget::Sensor(sensor.handle), sensor.id.clone()))
+                    } else {
+                        None
+                    };
+                    if let Some((target, id)) = target {
+                        hits.push(PickHit {
+                            target,
+                            id,
+                            distance_m: hit.time_of_impact,
+                        });
+                    }
+                    true
+                },
+            );
+        }
+        hits.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m));
+        hits.truncate(MAX_PICK_HITS);
+        picked.responder.respond(PickReply {
+            request: request.request,
+            hits,
+        });
+    }
+}
