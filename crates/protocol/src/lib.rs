@@ -37,9 +37,9 @@ pub use handshake::{TokenLookup, check_hello};
 pub use mailbox::{SharedMailbox, ViewerMailbox};
 pub use messages::{
     Aggregation, AssetInfo, BatchAck, ClientToServer, ErrorCode, Geometry, Hello, HelloReply,
-    HistoryPoint, HistoryReply, HistoryRequest, NotAccepted, PickHit, PickReply, PickRequest, PickTarget, ProtocolError, Quality, Reading,
-    ReadingBatch, ReadingOutcome, Rejection, SensorInfo, ServerToGateway, ServerToViewer, Snapshot,
-    Subscribe, Update, ValueUpdate, Welcome,
+    HistoryPoint, HistoryReply, HistoryRequest, NotAccepted, PickHit, PickReply, PickRequest,
+    PickTarget, ProtocolError, Quality, Reading, ReadingBatch, ReadingOutcome, Rejection,
+    SensorInfo, ServerToGateway, ServerToViewer, Snapshot, Subscribe, Update, ValueUpdate, Welcome,
 };
 pub use vocab::{Access, AssetKind, Domain, GeoBox, GeometryClass, Georeference, Role};
 

@@ -31,6 +31,9 @@ const SENSOR_RADIUS_M: f32 = 2.5;
 const VEHICLE_RADIUS_M: f32 = 6.0;
 /// Collider radius of point assets (stops, junctions, tanks), metres.
 const POINT_ASSET_RADIUS_M: f32 = 4.0;
+/// Most intersections one pick examines: a ray along a huge city stops
+/// collecting there, which bounds the time and memory a request can cost.
+const MAX_CANDIDATES: usize = 4_096;
 /// Height of a building without a height attribute, metres.
 pub const DEFAULT_BUILDING_HEIGHT_M: f32 = 10.0;
 
@@ -289,7 +292,7 @@ pub(crate) fn answer_picks(
                             distance_m: hit.time_of_impact,
                         });
                     }
-                    true
+                    hits.len() < MAX_CANDIDATES
                 },
             );
         }
