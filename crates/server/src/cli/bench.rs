@@ -14,6 +14,8 @@ use polis_scene::{Asset, Geometry, Georeference, Scene, Sensor};
 
 use crate::{Config, Http, TokenEntry};
 
+mod fanout;
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
     /// Gateways push batched readings as fast as they are acknowledged (with
@@ -23,6 +25,11 @@ pub(crate) enum BenchCommand {
     /// Resident memory per building (with its meter) for a synthetic city,
     /// and area-query latency; baseline: a linear scan over the same points.
     Scale(ScaleArgs),
+    /// Viewers each watching ~1,000 sensors while a tenth of the sensors
+    /// change each second: sensor-to-viewer latency, bytes on the wire per
+    /// value, server CPU; baseline: mosquitto (started by the bench) doing
+    /// the same job with per-sensor topics under spatial tile prefixes.
+    Fanout(fanout::FanoutArgs),
 }
 
 #[derive(Debug, Args)]
@@ -432,6 +439,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     let mut args = match command {
         BenchCommand::Ingest(args) => args,
         BenchCommand::Scale(args) => return run_scale(args),
+        BenchCommand::Fanout(args) => return fanout::run(args),
     };
     if args.quick {
         args.seconds = args.seconds.min(5.0);
