@@ -17,6 +17,9 @@ pub const DEFAULT_DATA_DIR: &str = "polis-data";
 /// Default simulation tick rate, Hz.
 pub const DEFAULT_TICK_HZ: f64 = 20.0;
 
+/// Default ceiling of event-driven ticks per second (see [`Config::max_tick_hz`]).
+pub const DEFAULT_MAX_TICK_HZ: f64 = 250.0;
+
 /// Default address of the HTTP endpoint (health, readiness, metrics).
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9433";
 
@@ -237,8 +240,13 @@ pub struct Config {
     /// Scene file to serve; the bundled scene when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scene: Option<PathBuf>,
-    /// Simulation ticks per second.
+    /// Simulation ticks per second when nothing arrives.
     pub tick_hz: f64,
+    /// Ceiling of ticks per second while readings and requests arrive: the
+    /// twin ticks as soon as network events wait, at most this often, so a
+    /// reading reaches viewers without waiting for the next regular tick.
+    /// Set it equal to `tick_hz` for fixed ticks (fewer, fuller frames).
+    pub max_tick_hz: f64,
     /// Extra names (host names, IP addresses) for the generated certificate.
     pub tls_names: Vec<String>,
     /// Health and metrics endpoint.
@@ -266,6 +274,7 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             scene: None,
             tick_hz: DEFAULT_TICK_HZ,
+            max_tick_hz: DEFAULT_MAX_TICK_HZ,
             tls_names: Vec::new(),
             http: Http::default(),
             history: HistoryConfig::default(),
@@ -290,11 +299,12 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 /// Settings that may come from the environment, as dotted keys; the variable
 /// is `POLIS_` followed by the key in upper case with `.` as `_`
 /// (`limits.gateway_window` → `POLIS_LIMITS_GATEWAY_WINDOW`).
-pub const ENV_KEYS: [&str; 17] = [
+pub const ENV_KEYS: [&str; 18] = [
     "listen",
     "data_dir",
     "scene",
     "tick_hz",
+    "max_tick_hz",
     "http.enabled",
     "http.listen",
     "limits.max_connections",
@@ -444,6 +454,12 @@ impl Config {
         };
         if !(self.tick_hz.is_finite() && self.tick_hz > 0.0 && self.tick_hz <= 1000.0) {
             problem("tick_hz", "must be a number in (0, 1000]");
+        }
+        if !(self.max_tick_hz.is_finite()
+            && self.max_tick_hz >= self.tick_hz
+            && self.max_tick_hz <= 1000.0)
+        {
+            problem("max_tick_hz", "must be a number in [tick_hz, 1000]");
         }
         for (index, entry) in self.tokens.iter().enumerate() {
             let key = format!("token[{index}]");
@@ -677,6 +693,7 @@ mod tests {
         assert_eq!(example.listen, defaults.listen);
         assert_eq!(example.data_dir, defaults.data_dir);
         assert_eq!(example.tick_hz, defaults.tick_hz);
+        assert_eq!(example.max_tick_hz, defaults.max_tick_hz);
         assert_eq!(example.scene, defaults.scene);
         assert_eq!(example.http.listen, defaults.http.listen);
         assert_eq!(example.http.enabled, defaults.http.enabled);

@@ -252,6 +252,7 @@ pub fn start_with(
 
     let stop = Arc::new(AtomicBool::new(false));
     let tick = Duration::from_secs_f64(1.0 / config.tick_hz);
+    let min_tick = Duration::from_secs_f64(1.0 / config.max_tick_hz.max(config.tick_hz));
     let retention = durable
         .as_ref()
         .filter(|_| config.history.personal_raw_max_age_hours > 0.0)
@@ -285,6 +286,7 @@ pub fn start_with(
                 thread_audit,
                 thread_observed,
                 tick,
+                min_tick,
                 &thread_stop,
             );
             if let Some(retention) = retention {
@@ -301,7 +303,9 @@ pub fn start_with(
     })
 }
 
-/// Builds the headless app and runs it at a fixed tick until `stop` is set.
+/// Builds the headless app and runs it until `stop` is set: a tick every
+/// `tick`, and sooner — but not within `min_tick` of the last — when network
+/// events are waiting, so readings reach viewers without waiting a whole tick.
 fn run_ticks(
     scene: Scene,
     restored: Vec<(String, StoredReading)>,
@@ -311,6 +315,7 @@ fn run_ticks(
     audit: AuditLog,
     observed: ObservedHandle,
     tick: Duration,
+    min_tick: Duration,
     stop: &AtomicBool,
 ) {
     let mut app = App::new();
@@ -339,8 +344,22 @@ fn run_ticks(
         if app.should_exit().is_some() {
             break;
         }
-        if let Some(rest) = tick.checked_sub(started.elapsed()) {
-            std::thread::sleep(rest);
+        // Wait for the next tick, looking for waiting events every
+        // `min_tick` (a few hundred cheap wake-ups per second when idle).
+        loop {
+            let since = started.elapsed();
+            let Some(rest) = tick.checked_sub(since) else {
+                break;
+            };
+            if since >= min_tick && app.world().resource::<NetLink>().server().pending_events() > 0
+            {
+                break;
+            }
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let poll = min_tick.checked_sub(since).unwrap_or(min_tick);
+            std::thread::sleep(poll.min(rest));
         }
     }
     observed.0.ready.store(false, Ordering::SeqCst);

@@ -106,7 +106,7 @@ fn acknowledged_readings_survive_sigkill_and_the_gateway_resumes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let port = free_udp_port();
-    let readings = write_readings(dir.path(), 30_000);
+    let readings = write_readings(dir.path(), 60_000);
     let total = readings.per_sensor * readings.ids.len() as i64;
 
     let mut server = serve(&data, port);
@@ -133,7 +133,7 @@ fn acknowledged_readings_survive_sigkill_and_the_gateway_resumes() {
 
     let kills = 3;
     for round in 0..kills {
-        std::thread::sleep(Duration::from_millis(600 + 200 * round));
+        std::thread::sleep(Duration::from_millis(300 + 100 * round));
         assert!(
             push.try_wait().expect("push status").is_none(),
             "push finished before kill {round}: make the test's CSV larger"
