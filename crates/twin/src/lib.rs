@@ -35,7 +35,7 @@ pub use messages::{
 };
 pub use pick::{
     DEFAULT_BUILDING_HEIGHT_M, DISTANCE_ALONG_ROUTE, PickPlugin, PickRequested, PickResponder,
-    PickSystems, Vehicle, asset_collider,
+    PickSync, PickSystems, Vehicle, asset_collider,
 };
 pub use privacy::PrivacyOptions;
 pub use spawn::{AssetDirectory, SensorDirectory, TwinInfo};

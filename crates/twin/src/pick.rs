@@ -3,11 +3,14 @@
 //!
 //! Colliders live in the scene's local east/north/up metres (x east, y north,
 //! z up), the frame of [`AssetRecord::geometry_enu_m`]. Nothing is simulated:
-//! the colliders are fixed, so Rapier's step only keeps its query structure
-//! current (vehicles move their collider as their position readings arrive).
+//! the colliders are fixed, so Rapier's systems only keep its query structure
+//! current. They run in their own schedule, [`PickSync`], and only on ticks
+//! where a collider was added or a vehicle moved: on other ticks picking
+//! costs nothing, however many colliders the city has.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bevy::ecs::schedule::ScheduleLabel;
 use bevy::prelude::*;
 use bevy_rapier3d::prelude::{
     Collider, NoUserData, QueryFilter, RapierPhysicsPlugin, ReadRapierContext,
@@ -89,6 +92,14 @@ pub struct Vehicle {
     pub route_enu_m: Arc<[[f32; 2]]>,
 }
 
+/// The schedule Rapier's systems run in, on demand (see the module docs).
+#[derive(ScheduleLabel, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PickSync;
+
+/// Set when colliders changed since Rapier last synchronised.
+#[derive(Resource, Debug, Default)]
+pub(crate) struct CollidersChanged(bool);
+
 /// When picking's systems run within `Update`.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PickSystems {
@@ -110,9 +121,11 @@ impl Plugin for PickPlugin {
             app.add_plugins(TransformPlugin);
         }
         if !app.is_plugin_added::<RapierPhysicsPlugin<NoUserData>>() {
-            app.add_plugins(RapierPhysicsPlugin::<NoUserData>::default());
+            app.add_plugins(RapierPhysicsPlugin::<NoUserData>::default().in_schedule(PickSync));
         }
         app.add_message::<PickRequested>()
+            .init_resource::<CollidersChanged>()
+            .add_systems(PostUpdate, sync_colliders)
             .configure_sets(
                 Update,
                 (
@@ -179,9 +192,18 @@ fn bounds(points: &[[f32; 2]]) -> Option<(Vec2, Vec2)> {
     (min.is_finite() && max.is_finite()).then_some((min, max))
 }
 
+/// Runs Rapier's systems when colliders changed since they last ran.
+fn sync_colliders(world: &mut World) {
+    let changed = std::mem::take(&mut world.resource_mut::<CollidersChanged>().0);
+    if changed {
+        world.run_schedule(PickSync);
+    }
+}
+
 /// Gives every asset and sensor its collider; vehicles also learn their route.
 pub(crate) fn add_colliders(
     mut commands: Commands,
+    mut changed: ResMut<CollidersChanged>,
     assets: Query<(Entity, &AssetRecord), Without<Collider>>,
     sensors: Query<(Entity, &SensorRecord), Without<Collider>>,
     directory: Res<AssetDirectory>,
@@ -225,6 +247,7 @@ pub(crate) fn add_colliders(
             }
         }
     }
+    changed.0 = true;
     if skipped > 0 {
         tracing::warn!(skipped, "assets without a usable shape are not pickable");
     }
@@ -233,6 +256,7 @@ pub(crate) fn add_colliders(
 /// Moves each vehicle's collider to the position its latest reading gives.
 pub(crate) fn move_vehicles(
     mut vehicles: Query<(&Vehicle, &LatestReading, &mut Transform), Changed<LatestReading>>,
+    mut changed: ResMut<CollidersChanged>,
 ) {
     for (vehicle, latest, mut transform) in &mut vehicles {
         let Some(reading) = latest.latest else {
@@ -240,6 +264,7 @@ pub(crate) fn move_vehicles(
         };
         if let Some(([east, north], _)) = shape::point_along(&vehicle.route_enu_m, reading.value) {
             transform.translation = Vec3::new(east, north, 0.0);
+            changed.0 = true;
         }
     }
 }
