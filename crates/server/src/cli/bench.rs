@@ -43,6 +43,10 @@ pub(crate) struct ScaleArgs {
     /// Buildings (each with one meter) in the synthetic city.
     #[arg(long, default_value_t = 1_000_000)]
     buildings: usize,
+    /// Also give every asset and sensor its pick collider, as `polis serve`
+    /// does (the twin alone otherwise).
+    #[arg(long)]
+    picking: bool,
 }
 
 fn resident_bytes() -> u64 {
@@ -109,6 +113,16 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     let with_scene = resident_bytes();
     let mut app = bevy::app::App::new();
     app.add_plugins(polis_twin::TwinPlugin::new(scene));
+    if args.picking {
+        app.add_plugins((
+            bevy::app::TaskPoolPlugin::default(),
+            bevy::time::TimePlugin,
+            polis_twin::PickPlugin,
+        ));
+        // Colliders are added at startup and built into Rapier's structures
+        // on the first step.
+        app.update();
+    }
     app.update();
     let twin = resident_bytes();
     let per_building = twin.saturating_sub(before) as f64 / buildings as f64;
@@ -165,6 +179,7 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     let report = serde_json::json!({
         "scenario": "scale",
         "buildings": buildings,
+        "picking": args.picking,
         "resident_bytes_per_building": per_building.round(),
         "resident_bytes_scene_file_in_memory_per_building": (with_scene.saturating_sub(before) as f64 / buildings as f64).round(),
         "area_query_results_mean": mean_results.round(),
@@ -187,7 +202,12 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
             percentile(&scan_us, 99.0) / percentile(&latencies_us, 99.0)
         );
         println!(
-            "| resident memory per building with its meter | {per_building:.0} B (scene file in memory alone: {:.0} B) | – | – |",
+            "| resident memory per building with its meter{} | {per_building:.0} B (scene file in memory alone: {:.0} B) | – | – |",
+            if args.picking {
+                ", pick colliders included"
+            } else {
+                ""
+            },
             with_scene.saturating_sub(before) as f64 / buildings as f64
         );
     }
