@@ -305,9 +305,9 @@ fn the_viewer_shows_the_live_city_and_survives_a_server_restart() {
             city * 100.0,
             coloured * 100.0
         );
-        assert!(city > 0.10, "{name} screenshot shows no city ({:.3})", city);
+        assert!(city > 0.30, "{name} screenshot shows no city ({:.3})", city);
         assert!(
-            coloured > 0.01,
+            coloured > 0.10,
             "{name} screenshot has no coloured assets ({:.3})",
             coloured
         );
@@ -328,7 +328,7 @@ fn the_viewer_shows_the_live_city_and_survives_a_server_restart() {
         "changed pixels between the first two screenshots: {changed} ({changed_on_city} on the city)"
     );
     assert!(
-        changed > 200,
+        changed > 2_000,
         "colours did not change as values changed ({changed} pixels)"
     );
     assert!(
