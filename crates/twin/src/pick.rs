@@ -139,9 +139,10 @@ impl Plugin for PickPlugin {
     }
 }
 
-/// The pick collider of an asset, in its own local frame, and that frame's
-/// translation.
-pub fn asset_collider(asset: &AssetRecord) -> Option<(Collider, Vec3)> {
+/// The pick collider of an asset and where it sits. Buildings are their
+/// extruded footprints: a cuboid for a rectangle, a convex hull for a convex
+/// footprint, a triangle mesh otherwise (in that order of memory cost).
+pub fn asset_collider(asset: &AssetRecord) -> Option<(Collider, Transform)> {
     match &asset.geometry_enu_m {
         Geometry::Footprint(points) => {
             let ring = shape::open_ring(points);
@@ -156,10 +157,25 @@ pub fn asset_collider(asset: &AssetRecord) -> Option<(Collider, Vec3)> {
                 .height_m
                 .filter(|h| h.is_finite() && *h > 0.0)
                 .unwrap_or(DEFAULT_BUILDING_HEIGHT_M);
+            if let Some((half, angle_rad, middle)) = rectangle(&local) {
+                let at = (centre + middle).extend(height / 2.0);
+                let collider = Collider::cuboid(half.x, half.y, height / 2.0);
+                let transform =
+                    Transform::from_translation(at).with_rotation(Quat::from_rotation_z(angle_rad));
+                return Some((collider, transform));
+            }
             let (vertices, triangles) = shape::extrude(&local, height);
-            let vertices = vertices.into_iter().map(Vec3::from).collect();
-            let collider = Collider::trimesh(vertices, triangles).ok()?;
-            Some((collider, centre.extend(0.0)))
+            let vertices: Vec<Vec3> = vertices.into_iter().map(Vec3::from).collect();
+            let collider = if is_convex(&local) {
+                Collider::convex_hull(&vertices)
+            } else {
+                None
+            };
+            let collider = match collider {
+                Some(collider) => collider,
+                None => Collider::trimesh(vertices, triangles).ok()?,
+            };
+            Some((collider, Transform::from_translation(centre.extend(0.0))))
         }
         Geometry::Line(points) => {
             let (min, max) = bounds(points)?;
@@ -176,12 +192,64 @@ pub fn asset_collider(asset: &AssetRecord) -> Option<(Collider, Vec3)> {
                 })
                 .collect();
             if segments.is_empty() {
-                return Some((Collider::ball(radius), Vec2::from(points[0]).extend(0.0)));
+                let at = Vec2::from(points[0]).extend(0.0);
+                return Some((Collider::ball(radius), Transform::from_translation(at)));
             }
-            Some((Collider::compound(segments), centre.extend(0.0)))
+            let at = centre.extend(0.0);
+            Some((
+                Collider::compound(segments),
+                Transform::from_translation(at),
+            ))
         }
-        Geometry::Point(point) => Some((Collider::ball(POINT_ASSET_RADIUS_M), Vec3::from(*point))),
+        Geometry::Point(point) => Some((
+            Collider::ball(POINT_ASSET_RADIUS_M),
+            Transform::from_translation(Vec3::from(*point)),
+        )),
     }
+}
+
+/// Half-extents, rotation about up and centre of a rectangular ring.
+fn rectangle(ring: &[[f32; 2]]) -> Option<(Vec2, f32, Vec2)> {
+    let [a, b, c, d] = <[[f32; 2]; 4]>::try_from(ring).ok()?.map(Vec2::from);
+    let (ab, bc, cd, da) = (b - a, c - b, d - c, a - d);
+    let (width, depth) = (ab.length(), bc.length());
+    let tolerance = 1e-3 * width.max(depth);
+    let square = (ab + cd).length() < tolerance
+        && (bc + da).length() < tolerance
+        && ab.dot(bc).abs() < tolerance * width.max(depth);
+    (square && width > 0.0 && depth > 0.0).then(|| {
+        (
+            Vec2::new(width / 2.0, depth / 2.0),
+            ab.y.atan2(ab.x),
+            (a + c) / 2.0,
+        )
+    })
+}
+
+/// Whether a ring turns the same way at every corner.
+fn is_convex(ring: &[[f32; 2]]) -> bool {
+    let n = ring.len();
+    if n < 3 {
+        return false;
+    }
+    let mut sign = 0.0f32;
+    for i in 0..n {
+        let (a, b, c) = (
+            Vec2::from(ring[i]),
+            Vec2::from(ring[(i + 1) % n]),
+            Vec2::from(ring[(i + 2) % n]),
+        );
+        let turn = (b - a).perp_dot(c - b);
+        if turn.abs() < 1e-6 {
+            continue;
+        }
+        if sign == 0.0 {
+            sign = turn.signum();
+        } else if turn.signum() != sign {
+            return false;
+        }
+    }
+    sign != 0.0
 }
 
 fn bounds(points: &[[f32; 2]]) -> Option<(Vec2, Vec2)> {
@@ -213,9 +281,7 @@ pub(crate) fn add_colliders(
     for (entity, asset) in &assets {
         match asset_collider(asset) {
             Some((collider, at)) => {
-                commands
-                    .entity(entity)
-                    .insert((collider, Transform::from_translation(at)));
+                commands.entity(entity).insert((collider, at));
             }
             None => skipped += 1,
         }

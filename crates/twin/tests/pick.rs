@@ -8,7 +8,8 @@ use polis_protocol::*;
 use polis_scene::Scene;
 use polis_twin::*;
 
-/// The tiny scene plus a transit route with one vehicle on it.
+/// The tiny scene plus a transit route with one vehicle on it and buildings
+/// of three kinds of footprint.
 fn scene() -> Scene {
     let mut json: serde_json::Value =
         serde_json::from_str(include_str!("../../../scenes/tiny.json")).expect("tiny is JSON");
@@ -20,6 +21,50 @@ fn scene() -> Scene {
             "line_enu_m": [[-200.0, 100.0], [0.0, 100.0], [0.0, 300.0]],
             "attributes": {"ref": "1"}
         }));
+    // An L (concave: a triangle mesh), a rectangle turned 45° (a cuboid) and
+    // a hexagon (convex: a hull), away from the rest.
+    let shapes = [
+        (
+            "b-l",
+            serde_json::json!([
+                [1000.0, 0.0],
+                [1040.0, 0.0],
+                [1040.0, 20.0],
+                [1020.0, 20.0],
+                [1020.0, 40.0],
+                [1000.0, 40.0]
+            ]),
+        ),
+        (
+            "b-diamond",
+            serde_json::json!([
+                [1100.0, 0.0],
+                [1120.0, 20.0],
+                [1100.0, 40.0],
+                [1080.0, 20.0]
+            ]),
+        ),
+        (
+            "b-hexagon",
+            serde_json::json!([
+                [1200.0, 0.0],
+                [1220.0, 0.0],
+                [1230.0, 17.0],
+                [1220.0, 34.0],
+                [1200.0, 34.0],
+                [1190.0, 17.0]
+            ]),
+        ),
+    ];
+    for (id, footprint) in shapes {
+        json["assets"]
+            .as_array_mut()
+            .expect("assets")
+            .push(serde_json::json!({
+                "id": id, "kind": "building", "footprint_enu_m": footprint, "height_m": 12.0,
+                "attributes": {}
+            }));
+    }
     json["sensors"]
         .as_array_mut()
         .expect("sensors")
@@ -116,7 +161,18 @@ fn a_horizontal_ray_stops_at_the_first_wall() {
         .into_iter()
         .filter(|i| i.starts_with("b-"))
         .collect();
-    assert_eq!(buildings, ["b-west-1", "b-west-2", "b-east-1", "b-east-2"]);
+    assert_eq!(
+        buildings,
+        [
+            "b-west-1",
+            "b-west-2",
+            "b-east-1",
+            "b-east-2",
+            "b-l",
+            "b-diamond",
+            "b-hexagon"
+        ]
+    );
 }
 
 #[test]
@@ -169,4 +225,28 @@ fn a_vehicle_is_picked_where_its_latest_reading_puts_it() {
     let (origin, direction) = down_at(-200.0, 100.0);
     let hits = pick(&mut app, 2, origin, direction);
     assert_eq!(ids(&hits), ["route-1"]);
+}
+
+#[test]
+fn every_footprint_shape_is_hit_where_it_stands_and_missed_where_it_does_not() {
+    let mut app = app();
+    let down = [0.0, 0.0, -1.0];
+    let first = |hits: &[PickHit]| hits.first().map(|h| (h.id.clone(), h.distance_m));
+    // The L: its arms are hit at the 12 m roof, its inner corner is empty.
+    let roof = Some(("b-l".to_owned(), 88.0));
+    assert_eq!(first(&pick(&mut app, 1, [1010.0, 30.0, 100.0], down)), roof);
+    assert_eq!(first(&pick(&mut app, 1, [1030.0, 10.0, 100.0], down)), roof);
+    assert!(pick(&mut app, 1, [1030.0, 30.0, 100.0], down).is_empty());
+    // The diamond (a rectangle turned 45°): its centre is in, its bounding
+    // box's corner is not.
+    assert_eq!(
+        first(&pick(&mut app, 1, [1100.0, 20.0, 100.0], down)).map(|h| h.0),
+        Some("b-diamond".to_owned())
+    );
+    assert!(pick(&mut app, 1, [1083.0, 3.0, 100.0], down).is_empty());
+    // The hexagon: in at its middle, out beyond a slanted side.
+    let hits = pick(&mut app, 1, [1210.0, 17.0, 100.0], down);
+    assert_eq!(first(&hits).map(|h| h.0), Some("b-hexagon".to_owned()));
+    assert!((hits[0].distance_m - 88.0).abs() < 0.01);
+    assert!(pick(&mut app, 1, [1192.0, 2.0, 100.0], down).is_empty());
 }
