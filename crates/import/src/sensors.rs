@@ -144,7 +144,7 @@ pub fn generate_sensors(scene: &mut Scene, options: &SensorOptions) -> ImportRep
                     let s = Sensor {
                         id: format!("vehicle-{}-{n}", asset.id),
                         domain: Domain::Transport,
-                        quantity: "distance_along_route".to_owned(),
+                        quantity: polis_protocol::QUANTITY_DISTANCE_ALONG_ROUTE.to_owned(),
                         unit: "m".to_owned(),
                         position_enu_m: [east_m, north_m, 0.0],
                         asset: Some(asset.id.clone()),

@@ -59,6 +59,10 @@ pub const MAX_HISTORY_POINTS: usize = 10_000;
 /// Most readings a single batch may carry.
 pub const MAX_READINGS_PER_BATCH: usize = 10_000;
 
+/// The quantity of transit vehicles: their distance along their route,
+/// metres. Viewers and the twin turn it into a position on the route.
+pub const QUANTITY_DISTANCE_ALONG_ROUTE: &str = "distance_along_route";
+
 /// Most hits in one [`PickReply`].
 pub const MAX_PICK_HITS: usize = 16;
 

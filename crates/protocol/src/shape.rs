@@ -5,6 +5,18 @@
 //!
 //! Coordinates are the scene's local east/north/up metres.
 
+/// Height drawn and picked for a building whose scene gives none, metres.
+pub const DEFAULT_BUILDING_HEIGHT_M: f32 = 10.0;
+
+/// A building's height: its own when positive and finite, else
+/// [`DEFAULT_BUILDING_HEIGHT_M`]. Server colliders and viewer meshes use the
+/// same rule, so a ray hits what is drawn.
+pub fn building_height_m(height_m: Option<f32>) -> f32 {
+    height_m
+        .filter(|h| h.is_finite() && *h > 0.0)
+        .unwrap_or(DEFAULT_BUILDING_HEIGHT_M)
+}
+
 /// Signed area of a polygon (positive when counter-clockwise), m².
 pub fn signed_area_m2(points: &[[f32; 2]]) -> f32 {
     let n = points.len();

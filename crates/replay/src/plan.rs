@@ -25,7 +25,7 @@ pub const QUANTITY_PRESSURE: &str = "pressure";
 /// Quantity of tank level sensors, m.
 pub const QUANTITY_LEVEL: &str = "level";
 /// Quantity of transit vehicles' positions, m along their route.
-pub const QUANTITY_DISTANCE_ALONG_ROUTE: &str = "distance_along_route";
+pub use polis_protocol::QUANTITY_DISTANCE_ALONG_ROUTE;
 
 /// The quantities replay knows how to feed.
 pub const FED_QUANTITIES: [&str; 6] = [

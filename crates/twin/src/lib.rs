@@ -34,8 +34,7 @@ pub use messages::{
     ViewerSubscribed,
 };
 pub use pick::{
-    DEFAULT_BUILDING_HEIGHT_M, DISTANCE_ALONG_ROUTE, PickPlugin, PickRequested, PickResponder,
-    PickSync, PickSystems, Vehicle, asset_collider,
+    PickPlugin, PickRequested, PickResponder, PickSync, PickSystems, Vehicle, asset_collider,
 };
 pub use privacy::PrivacyOptions;
 pub use spawn::{AssetDirectory, SensorDirectory, TwinInfo};

@@ -16,7 +16,8 @@ use bevy_rapier3d::prelude::{
     Collider, NoUserData, QueryFilter, RapierPhysicsPlugin, ReadRapierContext,
 };
 use polis_protocol::{
-    AssetKind, Geometry, MAX_PICK_HITS, PickHit, PickReply, PickRequest, PickTarget, shape,
+    AssetKind, Geometry, MAX_PICK_HITS, PickHit, PickReply, PickRequest, PickTarget,
+    QUANTITY_DISTANCE_ALONG_ROUTE, shape,
 };
 
 use crate::TwinSystems;
@@ -24,9 +25,6 @@ use crate::components::{AssetRecord, LatestReading, SensorRecord, ViewerState};
 use crate::interest::ViewerDirectory;
 use crate::messages::ViewerId;
 use crate::spawn::AssetDirectory;
-
-/// Sensors whose value is a distance along their route (transit vehicles).
-pub const DISTANCE_ALONG_ROUTE: &str = "distance_along_route";
 
 /// Collider radius of a sensor, metres.
 const SENSOR_RADIUS_M: f32 = 2.5;
@@ -37,8 +35,6 @@ const POINT_ASSET_RADIUS_M: f32 = 4.0;
 /// Most intersections one pick examines: a ray along a huge city stops
 /// collecting there, which bounds the time and memory a request can cost.
 const MAX_CANDIDATES: usize = 4_096;
-/// Height of a building without a height attribute, metres.
-pub const DEFAULT_BUILDING_HEIGHT_M: f32 = 10.0;
 
 /// Half-width of a line asset's pick collider, metres.
 fn line_radius_m(kind: AssetKind) -> f32 {
@@ -153,10 +149,7 @@ pub fn asset_collider(asset: &AssetRecord) -> Option<(Collider, Transform)> {
                 .iter()
                 .map(|&[e, n]| [e - centre.x, n - centre.y])
                 .collect();
-            let height = asset
-                .height_m
-                .filter(|h| h.is_finite() && *h > 0.0)
-                .unwrap_or(DEFAULT_BUILDING_HEIGHT_M);
+            let height = shape::building_height_m(asset.height_m);
             if let Some((half, angle_rad, middle)) = rectangle(&local) {
                 let at = (centre + middle).extend(height / 2.0);
                 let collider = Collider::cuboid(half.x, half.y, height / 2.0);
@@ -287,7 +280,7 @@ pub(crate) fn add_colliders(
         }
     }
     for (entity, sensor) in &sensors {
-        let route = (sensor.quantity == DISTANCE_ALONG_ROUTE)
+        let route = (sensor.quantity == QUANTITY_DISTANCE_ALONG_ROUTE)
             .then(|| sensor.asset.and_then(|h| directory.by_handle(h)))
             .flatten()
             .and_then(|route| records.get(route).ok())

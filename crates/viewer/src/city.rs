@@ -8,18 +8,14 @@ use bevy::asset::RenderAssetUsages;
 use bevy::mesh::{Indices, PrimitiveTopology};
 use bevy::prelude::*;
 use polis_protocol::{
-    AssetInfo, AssetKind, Geometry, SensorInfo, ServerToViewer, Snapshot, Update, ValueUpdate,
-    shape,
+    AssetInfo, AssetKind, Geometry, QUANTITY_DISTANCE_ALONG_ROUTE, SensorInfo, ServerToViewer,
+    Snapshot, Update, ValueUpdate, shape,
 };
 
 use crate::colour::{self, LAYERS, Palette, STEPS};
 
-/// Height of a building without one, metres (as the server's pick colliders).
-const DEFAULT_BUILDING_HEIGHT_M: f32 = 10.0;
 /// Live values kept per sensor for its sparkline.
 const RECENT_VALUES: usize = 64;
-/// Quantity of vehicles: their distance along their route.
-const DISTANCE_ALONG_ROUTE: &str = "distance_along_route";
 /// Time constant of a vehicle's glide to its reported position, seconds.
 const VEHICLE_GLIDE_S: f32 = 0.6;
 
@@ -319,11 +315,7 @@ fn ribbon(points: &[[f32; 2]], width_m: f32, up_m: f32) -> (Vec<[f32; 3]>, Vec<[
 fn asset_mesh(info: &AssetInfo) -> Option<Mesh> {
     let (vertices, triangles) = match &info.geometry {
         Geometry::Footprint(points) => {
-            let height = info
-                .height_m
-                .filter(|h| h.is_finite() && *h > 0.0)
-                .unwrap_or(DEFAULT_BUILDING_HEIGHT_M);
-            shape::extrude(points, height)
+            shape::extrude(points, shape::building_height_m(info.height_m))
         }
         Geometry::Line(points) => match info.kind {
             AssetKind::Road => ribbon(points, 6.0, 0.05),
@@ -434,7 +426,7 @@ impl City {
                 .get(&a)
                 .is_some_and(|v| v.info.kind == AssetKind::Building)
         });
-        let entity = if info.quantity == DISTANCE_ALONG_ROUTE {
+        let entity = if info.quantity == QUANTITY_DISTANCE_ALONG_ROUTE {
             self.spawn_vehicle(&info, commands, look)
         } else if on_building {
             // Buildings show their meters' values themselves.
@@ -585,7 +577,7 @@ impl City {
                 for value in values {
                     self.set_value(value);
                     if let Some(view) = self.sensors.get(&value.sensor)
-                        && view.info.quantity == DISTANCE_ALONG_ROUTE
+                        && view.info.quantity == QUANTITY_DISTANCE_ALONG_ROUTE
                         && let Some(entity) = view.entity
                     {
                         glides.push((entity, value.value));
@@ -650,7 +642,7 @@ impl City {
         }
         for view in self.sensors.values_mut() {
             let Some(entity) = view.entity else { continue };
-            if view.info.quantity == DISTANCE_ALONG_ROUTE {
+            if view.info.quantity == QUANTITY_DISTANCE_ALONG_ROUTE {
                 continue;
             }
             let value = (view.info.quantity == quantity)
@@ -675,7 +667,7 @@ impl City {
             }
             Shows::Sensor(h) => {
                 let view = self.sensors.get(&h)?;
-                if view.info.quantity == DISTANCE_ALONG_ROUTE {
+                if view.info.quantity == QUANTITY_DISTANCE_ALONG_ROUTE {
                     Some(look.vehicle.clone())
                 } else {
                     Some(look.material(Group::Sensors, view.step))
