@@ -88,9 +88,19 @@ fn building_city(count: usize) -> Scene {
             personal: false,
         });
     }
+    synthetic_scene(format!("buildings-{count}"), None, assets, sensors)
+}
+
+/// A scene of generated assets and sensors, placed in central Helsinki.
+fn synthetic_scene(
+    name: String,
+    description: Option<String>,
+    assets: Vec<Asset>,
+    sensors: Vec<Sensor>,
+) -> Scene {
     Scene {
-        name: format!("buildings-{count}"),
-        description: None,
+        name,
+        description,
         attribution: vec!["synthetic; no third-party data".into()],
         georeference: Georeference {
             origin_lon_deg: 24.94,
@@ -266,17 +276,12 @@ pub(crate) fn grid_scene(count: usize) -> Scene {
             personal: false,
         });
     }
-    Scene {
-        name: format!("grid-{count}"),
-        description: Some("synthetic benchmark grid".into()),
-        attribution: vec!["synthetic; no third-party data".into()],
-        georeference: Georeference {
-            origin_lon_deg: 24.94,
-            origin_lat_deg: 60.17,
-        },
+    synthetic_scene(
+        format!("grid-{count}"),
+        Some("synthetic benchmark grid".into()),
         assets,
         sensors,
-    }
+    )
 }
 
 /// CPU seconds used so far by each named thread of this process.

@@ -605,6 +605,14 @@ struct Phase {
 }
 
 impl Phase {
+    /// The loopback traffic between two readings of [`loopback_tx`].
+    fn set_loopback(&mut self, before: Option<(u64, u64)>, after: Option<(u64, u64)>) {
+        if let (Some((bytes0, packets0)), Some((bytes1, packets1))) = (before, after) {
+            self.loopback_bytes = bytes1.saturating_sub(bytes0);
+            self.loopback_packets = packets1.saturating_sub(packets0);
+        }
+    }
+
     fn delivered_per_s(&self) -> f64 {
         self.deliveries as f64 / self.seconds
     }
@@ -656,6 +664,54 @@ fn load_cpu_s() -> f64 {
         .filter(|(name, _)| name.starts_with("polis-bench"))
         .map(|(_, s)| s)
         .sum()
+}
+
+/// What both phases (Polis, mosquitto) share: the figures their viewers and
+/// sender fill in, the window the sender publishes once viewers are ready,
+/// the stop signal, a last-resort deadline and the order sensors change in.
+struct PhaseLoad {
+    histogram: Arc<LatencyHistogram>,
+    counters: Arc<ViewerCounters>,
+    tally: Arc<SendTally>,
+    window_cell: Arc<std::sync::OnceLock<Window>>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+    hard_stop: Instant,
+    order: Arc<Vec<u32>>,
+}
+
+impl PhaseLoad {
+    fn new(args: &FanoutArgs) -> PhaseLoad {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        PhaseLoad {
+            histogram: Arc::new(LatencyHistogram::new()),
+            counters: Arc::new(ViewerCounters::default()),
+            tally: Arc::new(SendTally::default()),
+            window_cell: Arc::new(std::sync::OnceLock::new()),
+            stop_tx,
+            stop_rx,
+            hard_stop: Instant::now() + Duration::from_secs_f64(args.seconds * 2.0 + 600.0),
+            order: Arc::new(change_order(args.sensors)),
+        }
+    }
+}
+
+/// Waits for a phase's sender and viewers to end; a failed sender is logged
+/// (the phase's figures then show what it delivered).
+async fn join_load(
+    sender: tokio::task::JoinHandle<anyhow::Result<()>>,
+    viewers: Vec<tokio::task::JoinHandle<()>>,
+    what: &str,
+) {
+    let sent = sender.await;
+    for viewer in viewers {
+        let _ = viewer.await;
+    }
+    match sent {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "fanout: {what} failed"),
+        Err(error) => tracing::warn!(%error, "fanout: {what} task failed"),
+    }
 }
 
 /// Turns the measured window's figures into a [`Phase`].
@@ -841,13 +897,16 @@ fn run_polis(
         options.client_name = "polis-bench-fanout".into();
         options
     };
-    let histogram = Arc::new(LatencyHistogram::new());
-    let counters = Arc::new(ViewerCounters::default());
-    let tally = Arc::new(SendTally::default());
-    let window_cell = Arc::new(std::sync::OnceLock::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let hard_stop = Instant::now() + Duration::from_secs_f64(args.seconds * 2.0 + 600.0);
-    let order = Arc::new(change_order(args.sensors));
+    let PhaseLoad {
+        histogram,
+        counters,
+        tally,
+        window_cell,
+        stop_tx,
+        stop_rx,
+        hard_stop,
+        order,
+    } = PhaseLoad::new(args);
     eprintln!("fanout/polis: connecting {} viewers …", args.viewers);
     let connect_started = Instant::now();
     let phase = runtime.block_on(async {
@@ -906,21 +965,10 @@ fn run_polis(
         let stream_after = net_stats
             .as_ref()
             .map(|s| s.viewer_bytes_sent.load(Ordering::Relaxed));
-        let gateway_result = gateway.await;
-        for task in tasks {
-            let _ = task.await;
-        }
-        match gateway_result {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "fanout: the gateway failed"),
-            Err(error) => tracing::warn!(%error, "fanout: the gateway task failed"),
-        }
+        join_load(gateway, tasks, "the gateway").await;
         let seconds = window.until.duration_since(window.measure_from).as_secs_f64();
         let mut phase = finish_phase(&histogram, &counters, &tally, args.seconds);
-        if let (Some((b0, p0)), Some((b1, p1))) = (lo_before, lo_after) {
-            phase.loopback_bytes = b1.saturating_sub(b0);
-            phase.loopback_packets = p1.saturating_sub(p0);
-        }
+        phase.set_loopback(lo_before, lo_after);
         phase.server_wait = (waits_after.0 - waits_before.0) / seconds;
         phase.load_wait = (waits_after.1 - waits_before.1) / seconds;
         phase.ticks_per_s = Some(ticks_after.saturating_sub(ticks_before) as f64 / seconds);
@@ -1190,13 +1238,16 @@ fn run_mosquitto(
         return Ok(None);
     };
     let port = broker.port;
-    let histogram = Arc::new(LatencyHistogram::new());
-    let counters = Arc::new(ViewerCounters::default());
-    let tally = Arc::new(SendTally::default());
-    let window_cell = Arc::new(std::sync::OnceLock::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let hard_stop = Instant::now() + Duration::from_secs_f64(args.seconds * 2.0 + 600.0);
-    let order = Arc::new(change_order(args.sensors));
+    let PhaseLoad {
+        histogram,
+        counters,
+        tally,
+        window_cell,
+        stop_tx,
+        stop_rx,
+        hard_stop,
+        order,
+    } = PhaseLoad::new(args);
     eprintln!(
         "fanout/mosquitto: broker pid {} on 127.0.0.1:{port}; connecting {} viewers …",
         broker.child.id(),
@@ -1249,21 +1300,10 @@ fn run_mosquitto(
         tokio::time::sleep_until(window.end.into()).await;
         let _ = stop_tx.send(true);
         let lo_after = loopback_tx();
-        let publisher_result = publisher.await;
-        for task in tasks {
-            let _ = task.await;
-        }
-        match publisher_result {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "fanout: the MQTT publisher failed"),
-            Err(error) => tracing::warn!(%error, "fanout: the MQTT publisher task failed"),
-        }
+        join_load(publisher, tasks, "the MQTT publisher").await;
         let seconds = window.until.duration_since(window.measure_from).as_secs_f64();
         let mut phase = finish_phase(&histogram, &counters, &tally, args.seconds);
-        if let (Some((b0, p0)), Some((b1, p1))) = (lo_before, lo_after) {
-            phase.loopback_bytes = b1.saturating_sub(b0);
-            phase.loopback_packets = p1.saturating_sub(p0);
-        }
+        phase.set_loopback(lo_before, lo_after);
         phase.server_cpu = vec![("mosquitto".into(), (broker_after - broker_before) / seconds)];
         phase.server_wait = (broker_wait_after - broker_wait_before) / seconds;
         phase.load_wait = (load_wait_after - load_wait_before) / seconds;
