@@ -4,9 +4,10 @@
 /// bloat scene files.
 const ROUNDING_M: f64 = 0.01;
 
-/// Smallest footprint area kept, square metres; the scene format refuses
-/// anything smaller as degenerate.
-pub(crate) const MIN_AREA_M2: f64 = 1e-6;
+/// Smallest footprint area kept, square metres: the scene format's own.
+pub(crate) use polis_scene::geometry::MIN_FOOTPRINT_AREA_M2 as MIN_AREA_M2;
+/// The scene format's definitions, so imports keep exactly what it accepts.
+pub(crate) use polis_scene::geometry::{distinct_points, signed_area_m2};
 
 /// `value_m` rounded to the centimetre.
 pub(crate) fn round_m(value_m: f64) -> f64 {
@@ -18,41 +19,9 @@ pub(crate) fn round_point(point: [f64; 2]) -> [f64; 2] {
     [round_m(point[0]), round_m(point[1])]
 }
 
-/// Signed area of the implicitly closed ring (shoelace formula, positive
-/// counter-clockwise), square metres.
-pub(crate) fn signed_area_m2(ring: &[[f64; 2]]) -> f64 {
-    let Some(first) = ring.first() else {
-        return 0.0;
-    };
-    let twice: f64 = ring
-        .iter()
-        .zip(ring.iter().cycle().skip(1))
-        .map(|(a, b)| {
-            let (ax, ay) = (a[0] - first[0], a[1] - first[1]);
-            let (bx, by) = (b[0] - first[0], b[1] - first[1]);
-            ax * by - bx * ay
-        })
-        .sum();
-    twice / 2.0
-}
-
 /// Area of the ring, square metres.
 pub(crate) fn area_m2(ring: &[[f64; 2]]) -> f64 {
     signed_area_m2(ring).abs()
-}
-
-/// Number of distinct points, counting no further than `cap`.
-pub(crate) fn distinct_points(points: &[[f64; 2]], cap: usize) -> usize {
-    let mut distinct: Vec<[f64; 2]> = Vec::with_capacity(cap);
-    for point in points {
-        if !distinct.contains(point) {
-            distinct.push(*point);
-            if distinct.len() >= cap {
-                break;
-            }
-        }
-    }
-    distinct.len()
 }
 
 /// True when the ring is a usable footprint: at least 3 distinct points

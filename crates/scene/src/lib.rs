@@ -18,6 +18,7 @@
 //! the wire protocol and re-exported from `polis_protocol`.
 
 mod error;
+pub mod geometry;
 mod load;
 mod model;
 mod validate;

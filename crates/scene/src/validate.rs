@@ -5,11 +5,8 @@ use std::collections::HashMap;
 use polis_protocol::AssetKind;
 
 use crate::error::SceneProblem;
+use crate::geometry::{MIN_FOOTPRINT_AREA_M2, distinct_points, signed_area_m2};
 use crate::model::{Asset, Geometry, Scene, field_name};
-
-/// Smallest footprint area accepted, square metres: anything smaller is a
-/// degenerate (collinear) polygon, not a building.
-const MIN_FOOTPRINT_AREA_M2: f64 = 1e-6;
 
 /// Every problem in `scene`, in document order. Assets whose index is in
 /// `geometry_reported` already had their geometry reported (none or several
@@ -157,14 +154,14 @@ fn check_geometry(asset: &Asset, path: &str, out: &mut Vec<SceneProblem>) {
                 Geometry::Footprint(_) => 3,
                 _ => 2,
             };
-            let distinct = count_distinct(points, needed);
+            let distinct = distinct_points(points, needed);
             if distinct < needed {
                 out.push(SceneProblem::new(
                     path,
                     format!("needs at least {needed} distinct points, found {distinct}"),
                 ));
             } else if matches!(asset.geometry, Geometry::Footprint(_))
-                && polygon_area_m2(points).abs() < MIN_FOOTPRINT_AREA_M2
+                && signed_area_m2(points).abs() < MIN_FOOTPRINT_AREA_M2
             {
                 out.push(SceneProblem::new(
                     path,
@@ -192,36 +189,4 @@ fn check_height(asset: &Asset, path: &str, out: &mut Vec<SceneProblem>) {
 
 fn all_finite(values: &[f64]) -> bool {
     values.iter().all(|v| v.is_finite())
-}
-
-/// Number of distinct points, counting no further than `cap`.
-fn count_distinct(points: &[[f64; 2]], cap: usize) -> usize {
-    let mut distinct: Vec<[f64; 2]> = Vec::with_capacity(cap);
-    for point in points {
-        if !distinct.contains(point) {
-            distinct.push(*point);
-            if distinct.len() >= cap {
-                break;
-            }
-        }
-    }
-    distinct.len()
-}
-
-/// Signed area of the implicitly closed ring (shoelace formula), relative to
-/// the first point to limit cancellation.
-fn polygon_area_m2(points: &[[f64; 2]]) -> f64 {
-    let Some(first) = points.first() else {
-        return 0.0;
-    };
-    let rel: Vec<[f64; 2]> = points
-        .iter()
-        .map(|p| [p[0] - first[0], p[1] - first[1]])
-        .collect();
-    let twice: f64 = rel
-        .iter()
-        .zip(rel.iter().cycle().skip(1))
-        .map(|(a, b)| a[0] * b[1] - b[0] * a[1])
-        .sum();
-    twice / 2.0
 }
