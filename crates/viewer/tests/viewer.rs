@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use image::RgbImage;
 
 /// A directory of its own under the system's temporary directory, removed
-/// when dropped. (No dev-dependencies here: any would change the features
-/// Cargo resolves and rebuild Bevy's render stack for the tests alone.)
+/// when dropped. (No dev-dependencies here: one can change the features
+/// Cargo resolves for Bevy's dependencies and rebuild the render stack for
+/// the tests alone.)
 struct TempDir(PathBuf);
 
 impl TempDir {
