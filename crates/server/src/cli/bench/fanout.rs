@@ -8,7 +8,7 @@
 //! Everything runs in this process and on loopback, so the send time stamped
 //! into each reading and the arrival time come from the same clock.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -21,6 +21,7 @@ use polis_protocol::{
     Access, ClientToServer, GeoBox, Georeference, Reading, Role, ServerToViewer, Subscribe,
 };
 
+use super::mosquitto::{Broker, mqtt_eventloop, mqtt_options};
 use super::{cpu_by_thread, grid_scene};
 use crate::{Config, Http, Limits, TokenEntry};
 
@@ -33,12 +34,12 @@ const CONNECT_GROUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// After the last reading, viewers keep receiving this long.
 const DRAIN: Duration = Duration::from_secs(2);
 /// A sender gives up when its client takes no readings for this long.
-const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Grid spacing of [`grid_scene`], metres.
 const SPACING_M: f64 = 10.0;
 /// The readings' payload in the MQTT baseline: send time (µs since the run
 /// started), device time (ms since the epoch), value.
-const MQTT_PAYLOAD_BYTES: usize = 24;
+pub(super) const MQTT_PAYLOAD_BYTES: usize = 24;
 
 const GATEWAY_TOKEN: &str = "bench-fanout-gateway-token-0123456789";
 const VIEWER_TOKEN: &str = "bench-fanout-viewer-token-0123456789";
@@ -89,10 +90,10 @@ pub(crate) struct FanoutArgs {
 /// Microseconds since the start of the run: the one clock of senders and
 /// viewers.
 #[derive(Debug, Clone, Copy)]
-struct Clock(Instant);
+pub(super) struct Clock(Instant);
 
 impl Clock {
-    fn now_us(self) -> u64 {
+    pub(super) fn now_us(self) -> u64 {
         u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
@@ -104,7 +105,7 @@ impl Clock {
 /// Latencies in log-linear buckets: 1 µs wide below 1,024 µs, then 64
 /// buckets per power of two (≤ 1.6 % error); fixed size, shared by all
 /// viewers.
-struct LatencyHistogram {
+pub(super) struct LatencyHistogram {
     buckets: Vec<AtomicU64>,
 }
 
@@ -113,7 +114,7 @@ const SUB_BUCKETS: u64 = 64;
 const MAX_EXPONENT: u32 = 40;
 
 impl LatencyHistogram {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let count = LINEAR_US + u64::from(MAX_EXPONENT - 9) * SUB_BUCKETS;
         Self {
             buckets: (0..count).map(|_| AtomicU64::new(0)).collect(),
@@ -142,18 +143,18 @@ impl LatencyHistogram {
         ((1u64 << exponent) + sub * width) as f64 + width as f64 / 2.0
     }
 
-    fn record(&self, us: u64) {
+    pub(super) fn record(&self, us: u64) {
         if let Some(bucket) = self.buckets.get(Self::index(us)) {
             bucket.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    fn count(&self) -> u64 {
+    pub(super) fn count(&self) -> u64 {
         self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
 
     /// The `p`-th percentile in milliseconds (NaN when empty).
-    fn percentile_ms(&self, p: f64) -> f64 {
+    pub(super) fn percentile_ms(&self, p: f64) -> f64 {
         let total = self.count();
         if total == 0 {
             return f64::NAN;
@@ -171,7 +172,7 @@ impl LatencyHistogram {
 }
 
 /// Where sensors, tiles and viewers are.
-struct Layout {
+pub(super) struct Layout {
     sensors: usize,
     /// Sensors per side of the grid.
     side: usize,
@@ -187,7 +188,7 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(
+    pub(super) fn new(
         sensors: usize,
         tiles: usize,
         viewers: usize,
@@ -246,7 +247,7 @@ impl Layout {
     }
 
     /// The MQTT topic of `sensor`: its tile, then its id.
-    fn topic(&self, sensor: usize) -> String {
+    pub(super) fn topic(&self, sensor: usize) -> String {
         let (tx, ty) = self.tile_of(sensor);
         format!("city/{tx}/{ty}/s{sensor}")
     }
@@ -313,20 +314,20 @@ fn change_order(sensors: usize) -> Vec<u32> {
 
 /// When the sender runs and which readings are measured.
 #[derive(Debug, Clone, Copy)]
-struct Window {
-    clock: Clock,
+pub(super) struct Window {
+    pub(super) clock: Clock,
     /// Sending starts.
     start: Instant,
     /// Readings sent from here on are measured.
-    measure_from: Instant,
+    pub(super) measure_from: Instant,
     /// Sending stops.
-    until: Instant,
-    /// Viewers stop receiving.
-    end: Instant,
+    pub(super) until: Instant,
+    /// Receivers stop receiving.
+    pub(super) end: Instant,
 }
 
 impl Window {
-    fn measured(&self, sent_us: u64) -> bool {
+    pub(super) fn measured(&self, sent_us: u64) -> bool {
         sent_us >= self.clock.us_at(self.measure_from) && sent_us < self.clock.us_at(self.until)
     }
 }
@@ -414,7 +415,7 @@ impl<'a> Pacer<'a> {
     }
 }
 
-fn unix_ms() -> i64 {
+pub(super) fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -497,7 +498,7 @@ fn polis_waits() -> (f64, f64) {
 }
 
 /// CPU seconds used so far by process `pid`.
-fn process_cpu_s(pid: u32) -> f64 {
+pub(super) fn process_cpu_s(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return f64::NAN;
     };
@@ -658,7 +659,7 @@ fn cores_available() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
-fn load_cpu_s() -> f64 {
+pub(super) fn load_cpu_s() -> f64 {
     cpu_by_thread()
         .iter()
         .filter(|(name, _)| name.starts_with("polis-bench"))
@@ -995,7 +996,7 @@ fn run_polis(
 
 /// The measurement window starting now: a warm-up of a fifth of the
 /// measured time (at least 1 s), the measured time, then [`DRAIN`].
-fn new_window(seconds: f64) -> Window {
+pub(super) fn new_window(seconds: f64) -> Window {
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64((seconds / 5.0).max(1.0));
     let until = measure_from + Duration::from_secs_f64(seconds);
@@ -1009,104 +1010,9 @@ fn new_window(seconds: f64) -> Window {
 }
 
 /// The run's clock origin (set once at the start of the bench).
-static CLOCK_ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+pub(super) static CLOCK_ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
 // ------------------------------------------------------------ mosquitto ---
-
-/// A mosquitto broker started for the baseline; killed when dropped.
-struct Broker {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn find_mosquitto() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/bin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|dir| dir.join("mosquitto"))
-        .find(|candidate| candidate.is_file())
-}
-
-impl Broker {
-    /// Starts mosquitto on a free loopback port with a generated minimal
-    /// configuration in `dir`; `Ok(None)` when the binary is missing.
-    fn start(dir: &Path, nodelay: bool) -> anyhow::Result<Option<Broker>> {
-        let Some(binary) = find_mosquitto() else {
-            return Ok(None);
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let config_path = dir.join("mosquitto.conf");
-        std::fs::write(
-            &config_path,
-            format!(
-                "# generated by `polis bench fanout`\n\
-                 listener {port} 127.0.0.1\n\
-                 allow_anonymous true\n\
-                 persistence false\n\
-                 max_queued_messages 1000000\n\
-                 max_connections -1\n\
-                 log_dest stderr\n\
-                 log_type error\n\
-                 log_type warning\n\
-                 set_tcp_nodelay {nodelay}\n"
-            ),
-        )?;
-        let log_path = dir.join("mosquitto.log");
-        let log = std::fs::File::create(&log_path)?;
-        let child = std::process::Command::new(&binary)
-            .arg("-c")
-            .arg(&config_path)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let mut broker = Broker { child, port };
-        for _ in 0..100 {
-            if let Some(status) = broker.child.try_wait()? {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                anyhow::bail!("mosquitto exited at start ({status}): {log}");
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(Some(broker));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = broker.child.kill();
-        anyhow::bail!("mosquitto did not listen on 127.0.0.1:{port} within 5 s")
-    }
-
-    fn cpu_s(&self) -> f64 {
-        process_cpu_s(self.child.id())
-    }
-}
-
-fn mqtt_options(client_id: String, port: u16) -> rumqttc::MqttOptions {
-    let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
-    options
-        .set_keep_alive(Duration::from_secs(30))
-        .set_clean_session(true)
-        .set_max_packet_size(64 * 1024, 64 * 1024);
-    options
-}
-
-fn mqtt_eventloop(mut eventloop: rumqttc::EventLoop) -> rumqttc::EventLoop {
-    let mut network = eventloop.network_options();
-    network.set_tcp_nodelay(true);
-    eventloop.set_network_options(network);
-    eventloop
-}
 
 async fn mqtt_viewer(
     port: u16,
