@@ -9,6 +9,7 @@ mod bridge;
 pub mod cli;
 mod config;
 mod http;
+mod memory;
 mod metrics;
 mod playback;
 mod server;

@@ -335,6 +335,8 @@ fn run_ticks(
     }
     app.finish();
     app.cleanup();
+    // The scene was spawned and dropped while the plugins were built.
+    crate::memory::release_freed_memory();
     info!(tick_ms = tick.as_secs_f64() * 1e3, "twin running");
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();

@@ -1,6 +1,7 @@
 //! Components of assets, sensors and viewers.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use bevy::prelude::*;
 use polis_protocol::{
@@ -40,19 +41,21 @@ impl AssetRecord {
     }
 }
 
-/// A sensor's fixed description.
+/// A sensor's fixed description. Its id is shared with the
+/// [`SensorDirectory`](crate::SensorDirectory); quantity and unit are
+/// interned (one allocation per distinct name, not per sensor).
 #[derive(Component, Debug, Clone)]
 pub struct SensorRecord {
     /// Compact handle used on the wire.
     pub handle: u32,
     /// Stable id from the scene.
-    pub id: String,
+    pub id: Arc<str>,
     /// Its domain (layer).
     pub domain: Domain,
     /// What it measures.
-    pub quantity: String,
+    pub quantity: Arc<str>,
     /// Unit of its values.
-    pub unit: String,
+    pub unit: Arc<str>,
     /// Position in local east/north/up metres.
     pub position_enu_m: Vec3,
     /// Handle of the asset it belongs to.
@@ -127,10 +130,10 @@ impl SensorRecord {
     pub fn info(&self, latest: &LatestReading) -> SensorInfo {
         SensorInfo {
             handle: self.handle,
-            id: self.id.clone(),
+            id: self.id.to_string(),
             domain: self.domain,
-            quantity: self.quantity.clone(),
-            unit: self.unit.clone(),
+            quantity: self.quantity.to_string(),
+            unit: self.unit.to_string(),
             position_enu_m: self.position_enu_m.to_array(),
             asset: self.asset,
             personal: self.personal,

@@ -13,15 +13,22 @@ pub enum ItemRef {
     Sensor(u32),
 }
 
-/// One entry of the index: the bounds of an item in local east/north metres.
+/// One entry of the index: the bounds of an item in local east/north metres,
+/// stored as `f32` (millimetres within 100 km of the scene's origin; half the
+/// memory of `f64` bounds). Rounding is monotonic, so an item that meets a
+/// query box in `f64` still meets it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct IndexedItem(GeomWithData<Rectangle<[f64; 2]>, ItemRef>);
+pub struct IndexedItem(GeomWithData<Rectangle<[f32; 2]>, ItemRef>);
+
+fn f32_point([east_m, north_m]: [f64; 2]) -> [f32; 2] {
+    [east_m as f32, north_m as f32]
+}
 
 impl IndexedItem {
     /// An asset with bounds `min`..`max` (east, north metres).
     pub fn asset(handle: u32, min: [f64; 2], max: [f64; 2]) -> Self {
         Self(GeomWithData::new(
-            Rectangle::from_corners(min, max),
+            Rectangle::from_corners(f32_point(min), f32_point(max)),
             ItemRef::Asset(handle),
         ))
     }
@@ -29,7 +36,7 @@ impl IndexedItem {
     /// A sensor with bounds `min`..`max` (east, north metres).
     pub fn sensor(handle: u32, min: [f64; 2], max: [f64; 2]) -> Self {
         Self(GeomWithData::new(
-            Rectangle::from_corners(min, max),
+            Rectangle::from_corners(f32_point(min), f32_point(max)),
             ItemRef::Sensor(handle),
         ))
     }
@@ -41,7 +48,7 @@ impl IndexedItem {
 }
 
 impl rstar::RTreeObject for IndexedItem {
-    type Envelope = AABB<[f64; 2]>;
+    type Envelope = AABB<[f32; 2]>;
 
     fn envelope(&self) -> Self::Envelope {
         self.0.envelope()
@@ -70,7 +77,7 @@ impl SpatialIndex {
         max: [f64; 2],
     ) -> impl Iterator<Item = ItemRef> + '_ {
         self.tree
-            .locate_in_envelope_intersecting(AABB::from_corners(min, max))
+            .locate_in_envelope_intersecting(AABB::from_corners(f32_point(min), f32_point(max)))
             .map(IndexedItem::item)
     }
 

@@ -255,7 +255,7 @@ pub(crate) fn update_interest(
                 .filter_map(|h| sensor_directory.by_handle(*h))
                 .filter_map(|e| sensors.get(e).ok())
                 .filter(|(r, _)| r.personal)
-                .map(|(r, _)| r.id.clone())
+                .map(|(r, _)| r.id.to_string())
                 .collect();
             if !personal.is_empty() {
                 personal.sort();

@@ -280,7 +280,7 @@ pub(crate) fn add_colliders(
         }
     }
     for (entity, sensor) in &sensors {
-        let route = (sensor.quantity == QUANTITY_DISTANCE_ALONG_ROUTE)
+        let route = (&*sensor.quantity == QUANTITY_DISTANCE_ALONG_ROUTE)
             .then(|| sensor.asset.and_then(|h| directory.by_handle(h)))
             .flatten()
             .and_then(|route| records.get(route).ok())
@@ -365,7 +365,7 @@ pub(crate) fn answer_picks(
                         sensor
                             .audience
                             .admits(access)
-                            .then(|| (PickTarget::Sensor(sensor.handle), sensor.id.clone()))
+                            .then(|| (PickTarget::Sensor(sensor.handle), sensor.id.to_string()))
                     } else {
                         None
                     };

@@ -83,12 +83,12 @@ pub(crate) fn plan_groups(sensors: &[SensorRecord], options: &PrivacyOptions) ->
     for sensor in sensors.iter().filter(|s| s.personal) {
         if let Some(asset) = sensor.asset {
             by_building
-                .entry((asset, sensor.quantity.as_str()))
+                .entry((asset, &*sensor.quantity))
                 .or_default()
                 .push(sensor.handle);
         }
         unassigned
-            .entry(sensor.quantity.as_str())
+            .entry(&*sensor.quantity)
             .or_default()
             .push(sensor);
     }
@@ -187,7 +187,7 @@ pub(crate) fn spawn_groups(
         }
         let record = SensorRecord {
             handle,
-            id: group.id,
+            id: group.id.into(),
             domain: first.domain,
             quantity: first.quantity.clone(),
             unit: first.unit.clone(),

@@ -1,6 +1,7 @@
 //! Turning a scene into entities, directories and the spatial index.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use bevy::prelude::*;
 use polis_protocol::{Geometry, Georeference};
@@ -23,10 +24,11 @@ pub struct TwinInfo {
     pub sensor_count: usize,
 }
 
-/// Sensors by id and by handle.
+/// Sensors by id and by handle. The id keys share their allocation with
+/// the sensors' [`SensorRecord`]s.
 #[derive(Resource, Debug, Default)]
 pub struct SensorDirectory {
-    by_id: HashMap<String, Entity>,
+    by_id: HashMap<Arc<str>, Entity>,
     by_handle: Vec<Entity>,
 }
 
@@ -102,16 +104,27 @@ pub(crate) fn spawn_scene(world: &mut World, scene: &Scene, privacy: &PrivacyOpt
         asset_handles.insert(asset.id.as_str(), handle);
         assets.by_handle.push(world.spawn(record).id());
     }
+    // Quantities and units repeat across thousands of sensors: one
+    // allocation per distinct name.
+    let mut names: HashSet<Arc<str>> = HashSet::new();
+    let mut intern = |name: &str| -> Arc<str> {
+        if let Some(known) = names.get(name) {
+            return Arc::clone(known);
+        }
+        let name: Arc<str> = name.into();
+        names.insert(Arc::clone(&name));
+        name
+    };
     let records: Vec<SensorRecord> = (0u32..)
         .zip(&scene.sensors)
         .map(|(handle, sensor)| {
             let [e, n, u] = sensor.position_enu_m;
             SensorRecord {
                 handle,
-                id: sensor.id.clone(),
+                id: sensor.id.as_str().into(),
                 domain: sensor.domain,
-                quantity: sensor.quantity.clone(),
-                unit: sensor.unit.clone(),
+                quantity: intern(&sensor.quantity),
+                unit: intern(&sensor.unit),
                 position_enu_m: Vec3::new(e as f32, n as f32, u as f32),
                 asset: sensor
                     .asset
@@ -132,7 +145,7 @@ pub(crate) fn spawn_scene(world: &mut World, scene: &Scene, privacy: &PrivacyOpt
         let [e, n, _] = sensor.position_enu_m;
         index_items.push(IndexedItem::sensor(record.handle, [e, n], [e, n]));
         let entity = world.spawn((record.clone(), LatestReading::default())).id();
-        sensors.by_id.insert(sensor.id.clone(), entity);
+        sensors.by_id.insert(Arc::clone(&record.id), entity);
         sensors.by_handle.push(entity);
     }
     let first_group = u32::try_from(records.len()).unwrap_or(u32::MAX);

@@ -135,6 +135,8 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         app.update();
     }
     app.update();
+    // As `polis serve` does once the scene is loaded.
+    crate::memory::release_freed_memory();
     let twin = resident_bytes();
     let per_building = twin.saturating_sub(before) as f64 / buildings as f64;
 
