@@ -142,8 +142,7 @@ impl Session {
                 .parse()
                 .map_err(|_| connect_error("bad bind address".into()))?
         };
-        let mut endpoint =
-            quinn::Endpoint::client(bind).map_err(|err| connect_error(err.to_string()))?;
+        let mut endpoint = client_endpoint(bind).map_err(|err| connect_error(err.to_string()))?;
         endpoint.set_default_client_config(config);
         let connection = endpoint
             .connect(addr, &server_name(&options.server))
@@ -211,5 +210,40 @@ impl Session {
         self.connection
             .close(quinn::VarInt::from_u32(close_code::DONE), b"done");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// A client endpoint for exactly one connection: its own UDP socket, and
+/// zero-length connection ids for packets sent to it. The socket alone tells
+/// its packets apart, so an id would only cost every packet the server sends
+/// (values, acknowledgements) 8 bytes; the server's packets to a viewer are
+/// most of Polis' traffic. The server keeps its own 8-byte ids, so the
+/// connection still survives the client's address changing (NAT rebinding).
+fn client_endpoint(bind: SocketAddr) -> std::io::Result<quinn::Endpoint> {
+    let mut config = quinn::EndpointConfig::default();
+    config.cid_generator(|| Box::new(NoConnectionId));
+    let socket = std::net::UdpSocket::bind(bind)?;
+    quinn::Endpoint::new(
+        config,
+        None,
+        socket,
+        std::sync::Arc::new(quinn::TokioRuntime),
+    )
+}
+
+/// Issues the empty connection id (see [`client_endpoint`]).
+struct NoConnectionId;
+
+impl quinn::ConnectionIdGenerator for NoConnectionId {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        quinn::ConnectionId::new(&[])
+    }
+
+    fn cid_len(&self) -> usize {
+        0
+    }
+
+    fn cid_lifetime(&self) -> Option<std::time::Duration> {
+        None
     }
 }
