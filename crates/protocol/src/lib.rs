@@ -24,6 +24,7 @@
 //! [`MAX_FRAME_BYTES`].
 
 mod codec;
+mod compact;
 mod handshake;
 mod mailbox;
 mod messages;
@@ -44,10 +45,10 @@ pub use messages::{
 pub use vocab::{Access, AssetKind, Domain, GeoBox, GeometryClass, Georeference, Role};
 
 /// The protocol version this crate speaks. A server refuses other versions.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// ALPN identifier negotiated by TLS; includes the protocol generation.
-pub const ALPN: &[u8] = b"polis/2";
+pub const ALPN: &[u8] = b"polis/3";
 
 /// Largest frame payload either side accepts, in bytes (1 MiB). Larger frames
 /// are refused before any allocation.

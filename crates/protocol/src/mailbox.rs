@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::messages::{AssetInfo, SensorInfo, ServerToViewer, Snapshot, Update, ValueUpdate};
 
-/// Upper bound of the encoded size of a [`ValueUpdate`], bytes (varint u32 +
-/// zigzag varint i64 + f64).
-const VALUE_UPDATE_MAX_BYTES: usize = 5 + 10 + 8;
+/// Upper bound of the encoded size of a [`ValueUpdate`], bytes (one compact
+/// record).
+const VALUE_UPDATE_MAX_BYTES: usize = crate::compact::MAX_RECORD_BYTES;
 /// Upper bound of the fixed part of a frame (variant, tick, counts), bytes.
 const FRAME_OVERHEAD_BYTES: usize = 64;
 

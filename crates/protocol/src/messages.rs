@@ -469,7 +469,11 @@ pub struct Update {
     pub left_assets: Vec<u32>,
     /// Handles of sensors that left the area.
     pub left_sensors: Vec<u32>,
-    /// New latest values of sensors in the area.
+    /// New latest values of sensors in the area, sorted by sensor handle
+    /// (any order decodes; sorted is shortest). In binary formats, one byte
+    /// string of compact delta-encoded records (5–8 bytes for a typical
+    /// value instead of 17), lossless for every `f64`.
+    #[serde(with = "crate::compact")]
     pub values: Vec<ValueUpdate>,
 }
 

@@ -80,15 +80,16 @@ fn update_golden_bytes() {
     assert_eq!(
         frame(&update),
         [
-            19, 0, 0, 0, // length
+            12, 0, 0, 0, // length
             2, // variant Update
             9, // tick
             0, 0, // no entered assets or sensors
-            1, 4, // one left asset, handle 4
-            0, // no left sensors
-            1, 1, // one value, sensor 1
-            0xd0, 0x0f, // time 1000 zigzag = 2000 varint
-            0, 0, 0, 0, 0, 0, 0, 0x40, // 2.0 f64 LE
+            1, 4,    // one left asset, handle 4
+            0,    // no left sensors
+            4,    // the values: a byte string of 4 bytes, one record:
+            0x10, // header: sensor +1 (zigzag 2) << 3 | form 0 (integer)
+            0xd0, 0x0f, // time +1000 ms, zigzag 2000 varint
+            4,    // value 2 (zigzag 4) / 10^0
         ]
     );
 }
