@@ -100,9 +100,7 @@ pub(crate) fn apply_readings(
                             quality: reading.quality,
                         });
                         changed.0.push(record.handle);
-                        if let Some(groups) = aggregates_of.0.get(record.handle as usize) {
-                            dirty.0.extend(groups);
-                        }
+                        dirty.0.extend(aggregates_of.of(record.handle));
                     }
                     outcome
                 }

@@ -16,7 +16,7 @@ pub struct AssetRecord {
     /// Compact handle used on the wire.
     pub handle: u32,
     /// Stable id from the scene.
-    pub id: String,
+    pub id: Box<str>,
     /// What it is.
     pub kind: AssetKind,
     /// Shape in local east/north/up metres.
@@ -24,7 +24,7 @@ pub struct AssetRecord {
     /// Height above ground, metres.
     pub height_m: Option<f32>,
     /// Attributes from the scene, sorted by key.
-    pub attributes: Vec<(String, String)>,
+    pub attributes: Box<[(String, String)]>,
 }
 
 impl AssetRecord {
@@ -32,11 +32,11 @@ impl AssetRecord {
     pub fn info(&self) -> AssetInfo {
         AssetInfo {
             handle: self.handle,
-            id: self.id.clone(),
+            id: self.id.to_string(),
             kind: self.kind,
             geometry: self.geometry_enu_m.clone(),
             height_m: self.height_m,
-            attributes: self.attributes.clone(),
+            attributes: self.attributes.to_vec(),
         }
     }
 }

@@ -360,7 +360,7 @@ pub(crate) fn answer_picks(
                 QueryFilter::default(),
                 |entity, hit| {
                     let target = if let Ok(asset) = assets.get(entity) {
-                        Some((PickTarget::Asset(asset.handle), asset.id.clone()))
+                        Some((PickTarget::Asset(asset.handle), asset.id.to_string()))
                     } else if let Ok(sensor) = sensors.get(entity) {
                         sensor
                             .audience

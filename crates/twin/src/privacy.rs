@@ -49,9 +49,40 @@ impl Default for PrivacyOptions {
 #[derive(Resource, Debug, Default)]
 pub(crate) struct DirtyAggregates(pub(crate) Vec<u32>);
 
-/// For each sensor handle, the aggregates it feeds.
+/// For each sensor handle, the aggregates it feeds: one flat list with an
+/// offset per sensor (4 bytes per sensor that feeds none, where a list per
+/// sensor took 24).
 #[derive(Resource, Debug, Default)]
-pub(crate) struct AggregatesOf(pub(crate) Vec<Vec<u32>>);
+pub(crate) struct AggregatesOf {
+    /// `aggregates[starts[s]..starts[s + 1]]` are sensor `s`'s.
+    starts: Vec<u32>,
+    aggregates: Vec<u32>,
+}
+
+impl AggregatesOf {
+    fn new(per_sensor: Vec<Vec<u32>>) -> Self {
+        let mut starts = Vec::with_capacity(per_sensor.len() + 1);
+        let mut aggregates = Vec::with_capacity(per_sensor.iter().map(Vec::len).sum());
+        starts.push(0);
+        for list in per_sensor {
+            aggregates.extend(list);
+            starts.push(u32::try_from(aggregates.len()).unwrap_or(u32::MAX));
+        }
+        Self { starts, aggregates }
+    }
+
+    /// The aggregates sensor `handle` feeds (none for aggregates themselves).
+    pub(crate) fn of(&self, handle: u32) -> &[u32] {
+        let index = handle as usize;
+        match (self.starts.get(index), self.starts.get(index + 1)) {
+            (Some(&start), Some(&end)) => self
+                .aggregates
+                .get(start as usize..end as usize)
+                .unwrap_or_default(),
+            _ => &[],
+        }
+    }
+}
 
 /// Quantities whose aggregate is a sum (power, flow); others are averaged.
 fn is_additive(quantity: &str) -> bool {
@@ -208,7 +239,7 @@ pub(crate) fn spawn_groups(
         spawned.push((entity, IndexedItem::sensor(handle, min, max)));
         handle += 1;
     }
-    world.insert_resource(AggregatesOf(of));
+    world.insert_resource(AggregatesOf::new(of));
     world.insert_resource(DirtyAggregates(handles));
     spawned
 }

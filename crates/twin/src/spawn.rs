@@ -84,12 +84,14 @@ fn wire_geometry(geometry: &scene::Geometry) -> Geometry {
 /// the scene, so they are stable for a given scene file.
 pub(crate) fn spawn_scene(world: &mut World, scene: &Scene, privacy: &PrivacyOptions) {
     let mut index_items = Vec::with_capacity(scene.assets.len() + scene.sensors.len());
-    let mut assets = AssetDirectory::default();
+    let mut assets = AssetDirectory {
+        by_handle: Vec::with_capacity(scene.assets.len()),
+    };
     let mut asset_handles = HashMap::with_capacity(scene.assets.len());
     for (handle, asset) in (0u32..).zip(&scene.assets) {
         let record = AssetRecord {
             handle,
-            id: asset.id.clone(),
+            id: asset.id.as_str().into(),
             kind: asset.kind,
             geometry_enu_m: wire_geometry(&asset.geometry),
             height_m: asset.height_m.map(|h| h as f32),
@@ -140,7 +142,10 @@ pub(crate) fn spawn_scene(world: &mut World, scene: &Scene, privacy: &PrivacyOpt
         })
         .collect();
     let groups = plan_groups(&records, privacy);
-    let mut sensors = SensorDirectory::default();
+    let mut sensors = SensorDirectory {
+        by_id: HashMap::with_capacity(scene.sensors.len()),
+        by_handle: Vec::with_capacity(scene.sensors.len() + groups.len()),
+    };
     for (record, sensor) in records.iter().zip(&scene.sensors) {
         let [e, n, _] = sensor.position_enu_m;
         index_items.push(IndexedItem::sensor(record.handle, [e, n], [e, n]));
