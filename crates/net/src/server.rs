@@ -242,6 +242,8 @@ pub enum ServerError {
 /// The running network edge. Dropping it shuts the endpoint down.
 pub struct NetServer {
     events: mpsc::Receiver<NetEvent>,
+    /// The thread to wake when an event is queued (see [`NetServer::wake_on_event`]).
+    wake: Arc<std::sync::OnceLock<std::thread::Thread>>,
     closing: tokio::sync::watch::Sender<bool>,
     local_addr: SocketAddr,
     stats: Arc<NetStats>,
@@ -259,6 +261,7 @@ impl std::fmt::Debug for NetServer {
 
 struct Context {
     events: mpsc::Sender<NetEvent>,
+    wake: Arc<std::sync::OnceLock<std::thread::Thread>>,
     limits: SessionLimits,
     per_token: std::sync::Mutex<HashMap<String, u32>>,
     history: Option<Arc<dyn HistoryService>>,
@@ -270,6 +273,20 @@ struct Context {
     viewer_frame_bytes: usize,
     stats: Arc<NetStats>,
     next_connection: AtomicU64,
+}
+
+impl Context {
+    /// Queues `event` for the twin (waiting while the channel is full) and
+    /// wakes the registered thread; false once the twin takes no events.
+    async fn send_event(&self, event: NetEvent) -> bool {
+        if self.events.send(event).await.is_err() {
+            return false;
+        }
+        if let Some(thread) = self.wake.get() {
+            thread.unpark();
+        }
+        true
+    }
 }
 
 impl NetServer {
@@ -291,11 +308,13 @@ impl NetServer {
         server_config.transport_config(Arc::new(transport));
 
         let (events_tx, events_rx) = mpsc::channel(config.event_capacity.max(1));
+        let wake = Arc::new(std::sync::OnceLock::new());
         let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
         let stats = Arc::new(NetStats::default());
         let shutdown = Arc::new(Notify::new());
         let context = Arc::new(Context {
             events: events_tx,
+            wake: Arc::clone(&wake),
             limits: config.limits,
             per_token: std::sync::Mutex::new(HashMap::new()),
             history: config.history,
@@ -366,6 +385,7 @@ impl NetServer {
         };
         Ok(NetServer {
             events: events_rx,
+            wake,
             closing: closing_tx,
             local_addr,
             stats,
@@ -387,6 +407,13 @@ impl NetServer {
     /// Events waiting in the channel.
     pub fn pending_events(&self) -> usize {
         self.events.len()
+    }
+
+    /// Unparks `thread` whenever an event is queued, so a consumer waiting
+    /// in [`std::thread::park_timeout`] takes it at once instead of at its
+    /// next poll. The first thread registered stays registered.
+    pub fn wake_on_event(&self, thread: std::thread::Thread) {
+        let _ = self.wake.set(thread);
     }
 
     /// Live counters.
@@ -768,7 +795,7 @@ async fn serve_gateway(
                 batch,
                 reply,
             };
-            if context.events.send(event).await.is_err() {
+            if !context.send_event(event).await {
                 return SessionEnd::ServerStopping;
             }
             slot.send(answer);
@@ -821,7 +848,7 @@ async fn serve_viewer(
         name: grant.name.clone(),
         mailbox: mailbox.clone(),
     };
-    if context.events.send(connected).await.is_err() {
+    if !context.send_event(connected).await {
         return SessionEnd::ServerStopping;
     }
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
@@ -905,7 +932,7 @@ async fn serve_viewer(
                 });
             }
             let event = NetEvent::ViewerSubscribed { viewer, subscribe };
-            if context.events.send(event).await.is_err() {
+            if !context.send_event(event).await {
                 break SessionEnd::ServerStopping;
             }
         };
@@ -1011,7 +1038,7 @@ async fn answer_pick(
         request,
         reply,
     };
-    if context.events.send(event).await.is_err() {
+    if !context.send_event(event).await {
         return Err(None);
     }
     match tokio::time::timeout(PICK_TIMEOUT, answer).await {

@@ -338,6 +338,10 @@ fn run_ticks(
     // The scene was spawned and dropped while the plugins were built.
     crate::memory::release_freed_memory();
     info!(tick_ms = tick.as_secs_f64() * 1e3, "twin running");
+    app.world()
+        .resource::<NetLink>()
+        .server()
+        .wake_on_event(std::thread::current());
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
         app.update();
@@ -346,22 +350,26 @@ fn run_ticks(
         if app.should_exit().is_some() {
             break;
         }
-        // Wait for the next tick, looking for waiting events every
-        // `min_tick` (a few hundred cheap wake-ups per second when idle).
+        // Wait for the next tick: as soon as network events wait (the
+        // network thread unparks this thread when it queues one), but no
+        // sooner than `min_tick` after the last tick; without events, until
+        // the regular tick.
         loop {
             let since = started.elapsed();
             let Some(rest) = tick.checked_sub(since) else {
                 break;
             };
-            if since >= min_tick && app.world().resource::<NetLink>().server().pending_events() > 0
-            {
-                break;
-            }
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let poll = min_tick.checked_sub(since).unwrap_or(min_tick);
-            std::thread::sleep(poll.min(rest));
+            if app.world().resource::<NetLink>().server().pending_events() > 0 {
+                match min_tick.checked_sub(since) {
+                    Some(wait) => std::thread::sleep(wait.min(rest)),
+                    None => break,
+                }
+            } else {
+                std::thread::park_timeout(rest);
+            }
         }
     }
     observed.0.ready.store(false, Ordering::SeqCst);
