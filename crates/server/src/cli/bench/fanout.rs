@@ -21,7 +21,7 @@ use polis_protocol::{
     Access, ClientToServer, GeoBox, Georeference, Reading, Role, ServerToViewer, Subscribe,
 };
 
-use super::mosquitto::{Broker, mqtt_eventloop, mqtt_options};
+use super::mosquitto::{Broker, measured_latency_us, mqtt_eventloop, mqtt_options};
 use super::{cpu_by_thread, grid_scene};
 use crate::{Config, Http, Limits, TokenEntry};
 
@@ -1046,16 +1046,11 @@ async fn mqtt_viewer(
                     counters.ready.fetch_add(1, Ordering::Relaxed);
                 }
                 Event::Incoming(Packet::Publish(publish)) => {
-                    let Some(window) = window.get() else { continue };
-                    let now_us = window.clock.now_us();
-                    let Some(stamp) = publish.payload.get(..8) else {
-                        continue;
-                    };
-                    let mut bytes = [0u8; 8];
-                    bytes.copy_from_slice(stamp);
-                    let sent_us = u64::from_le_bytes(bytes);
-                    if window.measured(sent_us) {
-                        histogram.record(now_us.saturating_sub(sent_us));
+                    if let Some(us) = window
+                        .get()
+                        .and_then(|w| measured_latency_us(w, &publish.payload))
+                    {
+                        histogram.record(us);
                         counters.delivered.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -95,6 +95,18 @@ impl Broker {
     }
 }
 
+/// Microseconds from the send time stamped at the start of an MQTT
+/// baseline `payload` to now, if that send time lies in `window`'s measured
+/// part.
+pub(super) fn measured_latency_us(window: &Window, payload: &[u8]) -> Option<u64> {
+    let now_us = window.clock.now_us();
+    let stamp: [u8; 8] = payload.get(..8)?.try_into().ok()?;
+    let sent_us = u64::from_le_bytes(stamp);
+    window
+        .measured(sent_us)
+        .then(|| now_us.saturating_sub(sent_us))
+}
+
 pub(super) fn mqtt_options(client_id: String, port: u16) -> rumqttc::MqttOptions {
     let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
     options
@@ -358,18 +370,11 @@ async fn fan_in_consumer(
                 }
             }
             Event::Incoming(Packet::Publish(publish)) => {
-                let Some(window) = window.get() else { continue };
-                let now_us = window.clock.now_us();
-                let Some(stamp) = publish.payload.get(..8) else {
-                    continue;
-                };
-                let mut bytes = [0u8; 8];
-                bytes.copy_from_slice(stamp);
-                let sent_us = u64::from_le_bytes(bytes);
-                if window.measured(sent_us) {
-                    tally
-                        .delivery_latency
-                        .record(now_us.saturating_sub(sent_us));
+                if let Some(us) = window
+                    .get()
+                    .and_then(|w| measured_latency_us(w, &publish.payload))
+                {
+                    tally.delivery_latency.record(us);
                     tally.delivered.fetch_add(1, Ordering::Relaxed);
                 }
             }
