@@ -978,8 +978,7 @@ async fn serve_viewer(
     };
     let (read_ended, write_ended) = tokio::join!(read_side, write_side);
     let _ = context
-        .events
-        .send(NetEvent::ViewerDisconnected { viewer })
+        .send_event(NetEvent::ViewerDisconnected { viewer })
         .await;
     match (read_ended, write_ended) {
         (SessionEnd::Protocol(error), _) => SessionEnd::Protocol(error),

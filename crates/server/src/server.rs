@@ -31,6 +31,9 @@ use crate::audit::AuditLog;
 /// generated sensor deployment (see `scenes/README.md` for how it is made).
 pub const BUNDLED_SCENE: &str = include_str!("../../../scenes/helsinki.json");
 
+/// Longest the idle twin sleeps before looking at the stop flag again.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
 /// The bundled default scene.
 pub fn bundled_scene() -> anyhow::Result<Scene> {
     Scene::from_json_str(BUNDLED_SCENE, "<bundled scene>").context("the bundled scene is broken")
@@ -115,6 +118,8 @@ impl RunningServer {
     fn stop_now(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
+            // The twin may be parked until its next regular tick.
+            thread.thread().unpark();
             let _ = thread.join();
         }
         self.observed.ready.store(false, Ordering::SeqCst);
@@ -368,7 +373,9 @@ fn run_ticks(
                     None => break,
                 }
             } else {
-                std::thread::park_timeout(rest);
+                // Bounded so that a stop flag set without an unpark (the
+                // signal watcher) is seen within STOP_CHECK.
+                std::thread::park_timeout(rest.min(STOP_CHECK));
             }
         }
     }
