@@ -116,6 +116,10 @@ pub struct PickPlugin;
 
 impl Plugin for PickPlugin {
     fn build(&self, app: &mut App) {
+        // Bevy's parallel transform propagation, which Rapier runs when
+        // Bevy is built with `multi_threaded` (as the viewer's build is),
+        // reads this resource; `TransformPlugin` would have added it.
+        app.init_resource::<StaticTransformOptimizations>();
         if !app.is_plugin_added::<RapierPhysicsPlugin<NoUserData>>() {
             app.add_plugins(RapierPhysicsPlugin::<NoUserData>::default().in_schedule(PickSync));
         }
