@@ -55,12 +55,17 @@ fn take_varint(bytes: &mut &[u8]) -> Result<u64, &'static str> {
     for shift in (0..64).step_by(7) {
         let (&byte, rest) = bytes.split_first().ok_or("value record cut short")?;
         *bytes = rest;
+        // The tenth byte holds bit 63 only.
+        if shift == 63 && byte > 1 {
+            return Err("varint overflows 64 bits in a value record");
+        }
         value |= u64::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
             return Ok(value);
         }
     }
-    Err("varint longer than 10 bytes in a value record")
+    // Unreachable: the tenth byte either ends the varint or overflows.
+    Err("varint overflows 64 bits in a value record")
 }
 
 /// The decimal form of `value`: the fewest digits `k` (0–6) and the integer
@@ -258,10 +263,19 @@ mod tests {
     fn malformed_records_are_errors() {
         assert_eq!(decode(&[0x80]), Err("value record cut short"));
         assert_eq!(decode(&[7, 0, 1, 2]), Err("value record cut short"));
+        let mut overflow = [0xff; 10];
+        overflow[9] = 0x02;
+        assert_eq!(
+            decode(&overflow),
+            Err("varint overflows 64 bits in a value record")
+        );
         assert_eq!(
             decode(&[0xff; 11]),
-            Err("varint longer than 10 bytes in a value record")
+            Err("varint overflows 64 bits in a value record")
         );
+        let mut longest = [0xff; 10];
+        longest[9] = 0x01;
+        assert_eq!(take_varint(&mut &longest[..]), Ok(u64::MAX));
         // A negative handle difference from 0.
         assert_eq!(decode(&[0b1_000, 0, 0]), Err("sensor handle out of range"));
     }
