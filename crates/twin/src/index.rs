@@ -55,17 +55,29 @@ impl rstar::RTreeObject for IndexedItem {
     }
 }
 
+/// Node sizes of the index: larger than rstar's default (6), so fewer inner
+/// nodes, each with its own allocation, per indexed item. The index is
+/// bulk-loaded once and never re-balanced by insertion.
+struct IndexParams;
+
+impl rstar::RTreeParams for IndexParams {
+    const MIN_SIZE: usize = 8;
+    const MAX_SIZE: usize = 16;
+    const REINSERTION_COUNT: usize = 4;
+    type DefaultInsertionStrategy = rstar::RStarInsertionStrategy;
+}
+
 /// An R-tree over the bounds of every asset and sensor.
 #[derive(Resource, Debug)]
 pub struct SpatialIndex {
-    tree: RTree<IndexedItem>,
+    tree: RTree<IndexedItem, IndexParams>,
 }
 
 impl SpatialIndex {
     /// Builds the index in one pass (much faster than inserting one by one).
     pub fn bulk_load(items: Vec<IndexedItem>) -> Self {
         Self {
-            tree: RTree::bulk_load(items),
+            tree: RTree::bulk_load_with_params(items),
         }
     }
 
