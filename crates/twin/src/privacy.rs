@@ -60,14 +60,26 @@ pub(crate) struct AggregatesOf {
 }
 
 impl AggregatesOf {
-    fn new(per_sensor: Vec<Vec<u32>>) -> Self {
-        let mut starts = Vec::with_capacity(per_sensor.len() + 1);
-        let mut aggregates = Vec::with_capacity(per_sensor.iter().map(Vec::len).sum());
-        starts.push(0);
-        for list in per_sensor {
-            aggregates.extend(list);
-            starts.push(u32::try_from(aggregates.len()).unwrap_or(u32::MAX));
+    /// From `(sensor, aggregate)` pairs, for sensors `0..sensor_count`.
+    fn new(sensor_count: usize, mut memberships: Vec<(u32, u32)>) -> Self {
+        memberships.sort_unstable();
+        let offset = |index: usize| u32::try_from(index).unwrap_or(u32::MAX);
+        let mut starts = Vec::with_capacity(sensor_count + 1);
+        let mut next = 0;
+        for sensor in 0..sensor_count {
+            starts.push(offset(next));
+            while memberships
+                .get(next)
+                .is_some_and(|&(member, _)| member as usize == sensor)
+            {
+                next += 1;
+            }
         }
+        starts.push(offset(next));
+        let aggregates = memberships
+            .into_iter()
+            .map(|(_, aggregate)| aggregate)
+            .collect();
         Self { starts, aggregates }
     }
 
@@ -193,7 +205,7 @@ pub(crate) fn spawn_groups(
     groups: Vec<GroupSpec>,
     first_handle: u32,
 ) -> Vec<(Entity, IndexedItem)> {
-    let mut of = vec![Vec::new(); sensors.len()];
+    let mut memberships = Vec::new();
     let mut spawned = Vec::with_capacity(groups.len());
     let mut handles = Vec::with_capacity(groups.len());
     // Handles follow on from the scene's, one per spawned aggregate, so that
@@ -212,9 +224,7 @@ pub(crate) fn spawn_groups(
                 min = [min[0].min(f64::from(p.x)), min[1].min(f64::from(p.y))];
                 max = [max[0].max(f64::from(p.x)), max[1].max(f64::from(p.y))];
             }
-            if let Some(list) = of.get_mut(*member as usize) {
-                list.push(handle);
-            }
+            memberships.push((*member, handle));
         }
         let record = SensorRecord {
             handle,
@@ -239,7 +249,7 @@ pub(crate) fn spawn_groups(
         spawned.push((entity, IndexedItem::sensor(handle, min, max)));
         handle += 1;
     }
-    world.insert_resource(AggregatesOf::new(of));
+    world.insert_resource(AggregatesOf::new(sensors.len(), memberships));
     world.insert_resource(DirtyAggregates(handles));
     spawned
 }
