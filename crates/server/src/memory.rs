@@ -5,20 +5,14 @@
 /// a large city frees hundreds of bytes per building (the scene file's
 /// strings and vectors) in between the twin's live records, where glibc's
 /// allocator would otherwise keep them resident for the life of the
-/// process. Returns whether anything was released (always false where the
-/// allocator offers no such call).
-pub(crate) fn release_freed_memory() -> bool {
+/// process. Does nothing where the allocator offers no such call.
+pub(crate) fn release_freed_memory() {
+    // SAFETY: `malloc_trim` takes no pointers; it walks glibc's own free
+    // lists under the allocator's locks and is safe to call from any thread
+    // at any time.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: `malloc_trim` takes no pointers; it walks glibc's own free
-        // lists under the allocator's locks and is safe to call from any
-        // thread at any time.
-        #[allow(unsafe_code)]
-        let released = unsafe { libc::malloc_trim(0) };
-        released != 0
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        false
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
