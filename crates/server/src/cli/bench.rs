@@ -295,6 +295,23 @@ pub(crate) fn grid_scene(count: usize) -> Scene {
     )
 }
 
+/// `config` if the server would accept it (the rules of
+/// [`Config::problems`]), else the problems, for settings the bench derives
+/// from its options.
+pub(crate) fn checked(config: Config) -> anyhow::Result<Config> {
+    let problems = config.problems();
+    anyhow::ensure!(
+        problems.is_empty(),
+        "these bench settings give the server a configuration it refuses: {}",
+        problems
+            .iter()
+            .map(|p| format!("{}: {}", p.key, p.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    Ok(config)
+}
+
 /// CPU seconds used so far by each named thread of this process.
 fn cpu_by_thread() -> HashMap<String, f64> {
     let mut cpu = HashMap::new();
@@ -499,13 +516,6 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         args.gateways > 0 && args.sensors >= args.gateways,
         "need sensors >= gateways > 0"
     );
-    if let Some(hz) = args.max_tick_hz {
-        anyhow::ensure!(
-            hz.is_finite() && (crate::DEFAULT_TICK_HZ..=1_000.0).contains(&hz),
-            "--max-tick-hz must be in [{}, 1000]",
-            crate::DEFAULT_TICK_HZ
-        );
-    }
     anyhow::ensure!(
         args.batch > 0 && args.window > 0,
         "need --batch and --window above 0"
@@ -545,7 +555,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         }],
         ..Config::default()
     };
-    let server = crate::start(&config, grid_scene(args.sensors))?;
+    let server = crate::start(&checked(config)?, grid_scene(args.sensors))?;
     let started = server.started().clone();
     let client = ClientOptions::new(
         started.local_addr.to_string(),

@@ -22,7 +22,7 @@ use polis_protocol::{
 };
 
 use super::mosquitto::{Broker, measured_latency_us, mqtt_eventloop, mqtt_options};
-use super::{cpu_by_thread, grid_scene};
+use super::{checked, cpu_by_thread, grid_scene};
 use crate::{Config, Http, Limits, TokenEntry};
 
 /// Readings are emitted in small bursts this often (both systems).
@@ -884,7 +884,7 @@ fn run_polis(
         ],
         ..Config::default()
     };
-    let server = crate::start(&config, grid_scene(args.sensors))?;
+    let server = crate::start(&checked(config)?, grid_scene(args.sensors))?;
     let started = server.started().clone();
     let net_stats = server.observed().net.get().cloned();
     let metrics = &server.metrics();
