@@ -62,7 +62,7 @@ fn area_query(c: &mut Criterion) {
     let (min, max) = ([1_000.0, 1_000.0], [1_315.0, 1_315.0]);
     let mut group = c.benchmark_group("area query, ~1,000 of 100,000 sensors");
     group.bench_function(BenchmarkId::new("query", "R-tree"), |b| {
-        b.iter(|| index.items_in_area_unsorted(min, max).count());
+        b.iter(|| index.entries_in_area(min, max).count());
     });
     group.bench_function(BenchmarkId::new("query", "baseline: linear scan"), |b| {
         b.iter(|| {

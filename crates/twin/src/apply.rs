@@ -3,10 +3,10 @@
 use bevy::prelude::*;
 use polis_protocol::{BatchAck, NotAccepted, Reading, ReadingOutcome};
 
-use crate::components::{Aggregate, LatestReading, SensorRecord, StoredReading};
+use crate::city::SensorTable;
+use crate::components::StoredReading;
 use crate::messages::{BatchApplied, IncomingBatch, RecordedReading};
 use crate::privacy::{AggregatesOf, DirtyAggregates, combine};
-use crate::spawn::SensorDirectory;
 
 /// Totals of readings since start, by outcome.
 #[derive(Resource, Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -52,9 +52,7 @@ pub fn classify_reading(
 pub(crate) fn apply_readings(
     mut incoming: MessageReader<IncomingBatch>,
     mut applied: MessageWriter<BatchApplied>,
-    directory: Res<SensorDirectory>,
-    mut sensors: Query<(&SensorRecord, &mut LatestReading)>,
-    aggregates: Query<&Aggregate>,
+    mut sensors: ResMut<SensorTable>,
     aggregates_of: Res<AggregatesOf>,
     mut counters: ResMut<IngestCounters>,
     mut changed: ResMut<ChangedSensors>,
@@ -76,31 +74,31 @@ pub(crate) fn apply_readings(
                     .iter()
                     .any(|p| reading.sensor.starts_with(p.as_str()))
             });
-            let sensor = directory
-                .by_id(&reading.sensor)
-                .and_then(|entity| sensors.get_mut(entity).ok());
-            let outcome = match sensor {
+            let handle = sensors.by_id(&reading.sensor);
+            let outcome = match handle {
                 _ if !in_scope => Some(ReadingOutcome::OutOfScope),
                 None => Some(ReadingOutcome::UnknownSensor),
-                Some((record, mut state)) => {
-                    state.received_count += 1;
-                    let outcome = classify_reading(state.latest.as_ref(), reading);
+                Some(handle) => {
+                    let outcome = classify_reading(sensors.latest(handle).as_ref(), reading);
                     if matches!(outcome, None | Some(ReadingOutcome::Stale)) {
                         recorded.push(RecordedReading {
-                            sensor: record.handle,
+                            sensor: handle,
                             device_time_ms: reading.device_time_ms,
                             value: reading.value,
                             quality: reading.quality,
                         });
                     }
                     if outcome.is_none() {
-                        state.latest = Some(StoredReading {
-                            device_time_ms: reading.device_time_ms,
-                            value: reading.value,
-                            quality: reading.quality,
-                        });
-                        changed.0.push(record.handle);
-                        dirty.0.extend(aggregates_of.of(record.handle));
+                        sensors.set_latest(
+                            handle,
+                            Some(StoredReading {
+                                device_time_ms: reading.device_time_ms,
+                                value: reading.value,
+                                quality: reading.quality,
+                            }),
+                        );
+                        changed.0.push(handle);
+                        dirty.0.extend(aggregates_of.of(handle));
                     }
                     outcome
                 }
@@ -133,47 +131,24 @@ pub(crate) fn apply_readings(
     }
     // Once per tick, after every batch: aggregates whose members changed,
     // and at start all of them (restored or not).
-    refresh_aggregates(
-        &mut dirty.0,
-        &directory,
-        &mut sensors,
-        &aggregates,
-        &mut changed,
-    );
+    refresh_aggregates(&mut dirty.0, &mut sensors, &mut changed);
 }
 
 /// Recomputes the aggregates whose members changed.
 fn refresh_aggregates(
     dirty: &mut Vec<u32>,
-    directory: &SensorDirectory,
-    sensors: &mut Query<(&SensorRecord, &mut LatestReading)>,
-    aggregates: &Query<&Aggregate>,
+    sensors: &mut SensorTable,
     changed: &mut ChangedSensors,
 ) {
     dirty.sort_unstable();
     dirty.dedup();
     for handle in dirty.drain(..) {
-        let Some(entity) = directory.by_handle(handle) else {
+        let Some((members, rule)) = sensors.aggregate(handle) else {
             continue;
         };
-        let Ok(aggregate) = aggregates.get(entity) else {
-            continue;
-        };
-        let readings: Vec<Option<StoredReading>> = aggregate
-            .members
-            .iter()
-            .map(|member| {
-                directory
-                    .by_handle(*member)
-                    .and_then(|e| sensors.get(e).ok())
-                    .and_then(|(_, latest)| latest.latest)
-            })
-            .collect();
-        let value = combine(aggregate, readings.into_iter());
-        if let Ok((_, mut latest)) = sensors.get_mut(entity)
-            && latest.latest != value
-        {
-            latest.latest = value;
+        let value = combine(rule, members.iter().map(|&m| sensors.latest(m)));
+        if sensors.latest(handle) != value {
+            sensors.set_latest(handle, value);
             if value.is_some() {
                 changed.0.push(handle);
             }

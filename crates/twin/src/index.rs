@@ -1,10 +1,16 @@
 //! The spatial index: which assets and sensors lie in an area.
+//!
+//! An asset's entry bounds the asset and the sensors placed on it, so a
+//! building and its meters cost one entry; a query checks each of them
+//! against the area itself. Sensors on no asset and aggregates have entries
+//! of their own.
 
 use bevy::prelude::*;
-use rstar::primitives::{GeomWithData, Rectangle};
-use rstar::{AABB, RTree};
+use rstar::{AABB, Envelope, RTree};
 
-/// What an index entry points at.
+use crate::city::{AssetTable, SensorTable};
+
+/// An asset or a sensor, by handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ItemRef {
     /// An asset handle.
@@ -16,34 +22,54 @@ pub enum ItemRef {
 /// One entry of the index: the bounds of an item in local east/north metres,
 /// stored as `f32` (millimetres within 100 km of the scene's origin; half the
 /// memory of `f64` bounds). Rounding is monotonic, so an item that meets a
-/// query box in `f64` still meets it.
+/// query box in `f64` still meets it. An asset's entry also bounds the
+/// sensors placed on it and keeps the asset's own bounds.
 #[derive(Debug, Clone, PartialEq)]
-pub struct IndexedItem(GeomWithData<Rectangle<[f32; 2]>, ItemRef>);
+pub struct IndexedItem {
+    envelope: AABB<[f32; 2]>,
+    own: AABB<[f32; 2]>,
+    item: ItemRef,
+}
 
 fn f32_point([east_m, north_m]: [f64; 2]) -> [f32; 2] {
     [east_m as f32, north_m as f32]
 }
 
 impl IndexedItem {
-    /// An asset with bounds `min`..`max` (east, north metres).
-    pub fn asset(handle: u32, min: [f64; 2], max: [f64; 2]) -> Self {
-        Self(GeomWithData::new(
-            Rectangle::from_corners(f32_point(min), f32_point(max)),
-            ItemRef::Asset(handle),
-        ))
+    /// An asset with bounds `min`..`max` and the sensors placed on it at
+    /// `sensors_at` (east, north metres).
+    pub fn asset(
+        handle: u32,
+        min: [f64; 2],
+        max: [f64; 2],
+        sensors_at: impl IntoIterator<Item = [f64; 2]>,
+    ) -> Self {
+        let own = AABB::from_corners(f32_point(min), f32_point(max));
+        let mut envelope = own;
+        for point in sensors_at {
+            envelope.merge(&AABB::from_point(f32_point(point)));
+        }
+        Self {
+            envelope,
+            own,
+            item: ItemRef::Asset(handle),
+        }
     }
 
-    /// A sensor with bounds `min`..`max` (east, north metres).
+    /// A sensor on no asset (or an aggregate) with bounds `min`..`max`
+    /// (east, north metres).
     pub fn sensor(handle: u32, min: [f64; 2], max: [f64; 2]) -> Self {
-        Self(GeomWithData::new(
-            Rectangle::from_corners(f32_point(min), f32_point(max)),
-            ItemRef::Sensor(handle),
-        ))
+        let own = AABB::from_corners(f32_point(min), f32_point(max));
+        Self {
+            envelope: own,
+            own,
+            item: ItemRef::Sensor(handle),
+        }
     }
 
     /// What the entry points at.
     pub fn item(&self) -> ItemRef {
-        self.0.data
+        self.item
     }
 }
 
@@ -51,7 +77,7 @@ impl rstar::RTreeObject for IndexedItem {
     type Envelope = AABB<[f32; 2]>;
 
     fn envelope(&self) -> Self::Envelope {
-        self.0.envelope()
+        self.envelope
     }
 }
 
@@ -81,9 +107,11 @@ impl SpatialIndex {
         }
     }
 
-    /// Every item whose bounds intersect the box `min`..`max` (east, north
-    /// metres), unsorted.
-    pub fn items_in_area_unsorted(
+    /// The entries whose bounds meet the box `min`..`max` (east, north
+    /// metres), unsorted. An asset's entry stands for the asset and the
+    /// sensors on it, some of which may lie outside the box; see
+    /// [`Self::items_in_area`].
+    pub fn entries_in_area(
         &self,
         min: [f64; 2],
         max: [f64; 2],
@@ -91,6 +119,43 @@ impl SpatialIndex {
         self.tree
             .locate_in_envelope_intersecting(AABB::from_corners(f32_point(min), f32_point(max)))
             .map(IndexedItem::item)
+    }
+
+    /// Every asset whose shape's box and every sensor whose position meets
+    /// the box `min`..`max` (east, north metres), unsorted. Entries inside
+    /// the box are taken whole; only those across its edge are checked item
+    /// by item.
+    pub fn items_in_area<'a>(
+        &'a self,
+        min: [f64; 2],
+        max: [f64; 2],
+        assets: &'a AssetTable,
+        sensors: &'a SensorTable,
+    ) -> impl Iterator<Item = ItemRef> + 'a {
+        let area = AABB::from_corners(f32_point(min), f32_point(max));
+        self.tree
+            .locate_in_envelope_intersecting(area)
+            .flat_map(move |entry| {
+                let whole = area.contains_envelope(&entry.envelope);
+                let (own, placed) = match entry.item {
+                    ItemRef::Sensor(handle) => (Some(ItemRef::Sensor(handle)), &[][..]),
+                    ItemRef::Asset(handle) => (
+                        (whole || area.intersects(&entry.own)).then_some(ItemRef::Asset(handle)),
+                        assets.sensors_on(handle),
+                    ),
+                };
+                own.into_iter().chain(
+                    placed
+                        .iter()
+                        .filter(move |&&s| {
+                            whole
+                                || sensors
+                                    .position_enu_m(s)
+                                    .is_some_and(|p| area.contains_point(&[p.x, p.y]))
+                        })
+                        .map(|&s| ItemRef::Sensor(s)),
+                )
+            })
     }
 
     /// Number of indexed items.

@@ -8,13 +8,14 @@ use polis_protocol::{Domain, ValueUpdate};
 use tracing::{debug, warn};
 
 use crate::TwinTick;
-use crate::components::{AssetRecord, Audience, LatestReading, SensorRecord, Travel, ViewerState};
+use crate::city::{AssetTable, SensorTable};
+use crate::components::{Audience, Travel, ViewerState};
 use crate::index::{ItemRef, SpatialIndex};
 use crate::messages::{
     PersonalDataShown, PlaybackCommand, PlaybackRequested, ViewerConnected, ViewerDisconnected,
     ViewerId, ViewerSubscribed,
 };
-use crate::spawn::{AssetDirectory, SensorDirectory, TwinInfo};
+use crate::spawn::TwinInfo;
 use polis_protocol::Access;
 
 /// For each sensor handle, the viewers that see it.
@@ -109,10 +110,8 @@ pub(crate) fn update_interest(
     mut viewers: Query<&mut ViewerState>,
     index: Res<SpatialIndex>,
     info: Res<TwinInfo>,
-    sensor_directory: Res<SensorDirectory>,
-    asset_directory: Res<AssetDirectory>,
-    sensors: Query<(&SensorRecord, &LatestReading)>,
-    assets: Query<&AssetRecord>,
+    sensors: Res<SensorTable>,
+    assets: Res<AssetTable>,
     mut watchers: ResMut<Watchers>,
     tick: Res<TwinTick>,
     mut playback: MessageWriter<PlaybackCommand>,
@@ -138,26 +137,21 @@ pub(crate) fn update_interest(
 
         let mut new_sensors = HashSet::new();
         let mut new_assets = HashSet::new();
-        for item in index.items_in_area_unsorted(min, max) {
+        for item in index.items_in_area(min, max, &assets, &sensors) {
             match item {
                 ItemRef::Sensor(handle) => {
-                    let visible = sensor_directory
-                        .by_handle(handle)
-                        .and_then(|e| sensors.get(e).ok())
-                        .is_some_and(|(record, _)| {
-                            layers.contains(record.domain) && record.audience.admits(state.access)
-                        });
+                    let visible = sensors.domain(handle).is_some_and(|d| layers.contains(d))
+                        && sensors
+                            .audience(handle)
+                            .is_some_and(|a| a.admits(state.access));
                     if visible {
                         new_sensors.insert(handle);
                     }
                 }
                 ItemRef::Asset(handle) => {
-                    let visible = asset_directory
-                        .by_handle(handle)
-                        .and_then(|e| assets.get(e).ok())
-                        .is_some_and(|record| {
-                            record.kind.domain().is_none_or(|d| layers.contains(d))
-                        });
+                    let visible = assets
+                        .kind(handle)
+                        .is_some_and(|kind| kind.domain().is_none_or(|d| layers.contains(d)));
                     if visible {
                         new_assets.insert(handle);
                     }
@@ -190,11 +184,8 @@ pub(crate) fn update_interest(
                 mailbox.leave_asset(handle);
             }
             for &handle in new_assets.difference(&state.assets) {
-                if let Some(record) = asset_directory
-                    .by_handle(handle)
-                    .and_then(|e| assets.get(e).ok())
-                {
-                    mailbox.enter_asset(record.info());
+                if let Some(info) = assets.info(handle) {
+                    mailbox.enter_asset(info);
                 }
             }
             for &handle in state.sensors.difference(&new_sensors) {
@@ -202,15 +193,11 @@ pub(crate) fn update_interest(
                 watchers.remove(handle, entity);
             }
             for &handle in new_sensors.difference(&state.sensors) {
-                if let Some((record, latest)) = sensor_directory
-                    .by_handle(handle)
-                    .and_then(|e| sensors.get(e).ok())
-                {
-                    if travel.is_some() {
-                        // Values come from history, not from the live state.
-                        mailbox.enter_sensor(record.info(&LatestReading::default()));
-                    } else {
-                        mailbox.enter_sensor(record.info(latest));
+                // A traveller's values come from history, not from the
+                // live state.
+                if let Some(info) = sensors.info(handle, travel.is_none()) {
+                    mailbox.enter_sensor(info);
+                    if travel.is_none() {
                         watchers.add(handle, entity);
                     }
                 }
@@ -224,14 +211,10 @@ pub(crate) fn update_interest(
                 let mut handles: Vec<u32> = new_sensors
                     .iter()
                     .copied()
-                    .filter(|h| {
-                        sensor_directory
-                            .by_handle(*h)
-                            .and_then(|e| sensors.get(e).ok())
-                            .is_some_and(|(r, _)| {
-                                r.audience == Audience::EVERYONE
-                                    || (r.personal && state.access == Access::Operator)
-                            })
+                    .filter(|&h| {
+                        sensors.audience(h) == Some(Audience::EVERYONE)
+                            || (sensors.personal(h) == Some(true)
+                                && state.access == Access::Operator)
                     })
                     .collect();
                 handles.sort_unstable();
@@ -252,10 +235,8 @@ pub(crate) fn update_interest(
         if state.access == Access::Operator {
             let mut personal: Vec<String> = new_sensors
                 .iter()
-                .filter_map(|h| sensor_directory.by_handle(*h))
-                .filter_map(|e| sensors.get(e).ok())
-                .filter(|(r, _)| r.personal)
-                .map(|(r, _)| r.id.to_string())
+                .filter(|&&h| sensors.personal(h) == Some(true))
+                .filter_map(|&h| sensors.id(h).map(str::to_owned))
                 .collect();
             if !personal.is_empty() {
                 personal.sort();
@@ -306,8 +287,7 @@ pub(crate) fn disconnect_viewers(
 pub(crate) fn publish_values(
     mut changed: ResMut<crate::apply::ChangedSensors>,
     watchers: Res<Watchers>,
-    sensor_directory: Res<SensorDirectory>,
-    sensors: Query<(&SensorRecord, &LatestReading)>,
+    sensors: Res<SensorTable>,
     viewers: Query<&ViewerState>,
     tick: Res<TwinTick>,
     mut per_viewer: Local<HashMap<Entity, Vec<ValueUpdate>>>,
@@ -322,16 +302,9 @@ pub(crate) fn publish_values(
         if viewers_of.is_empty() {
             continue;
         }
-        let Some((record, latest)) = sensor_directory
-            .by_handle(handle)
-            .and_then(|e| sensors.get(e).ok())
-        else {
+        let Some(update) = sensors.value_update(handle) else {
             continue;
         };
-        let Some(reading) = latest.latest else {
-            continue;
-        };
-        let update = record.value_update(&reading);
         for viewer in viewers_of {
             per_viewer.entry(*viewer).or_default().push(update);
         }

@@ -10,6 +10,7 @@
 //! unknown sensor id is refused with a reason.
 
 mod apply;
+mod city;
 mod components;
 mod index;
 mod interest;
@@ -22,11 +23,9 @@ use bevy::prelude::*;
 use polis_scene::Scene;
 
 pub use apply::{IngestCounters, classify_reading};
-pub use components::{
-    Aggregate, AssetRecord, Audience, LatestReading, SensorRecord, StoredReading, Travel,
-    ViewerState,
-};
-pub use index::{IndexedItem, SpatialIndex};
+pub use city::{AssetTable, CityTooLarge, SensorTable};
+pub use components::{Audience, StoredReading, Travel, ViewerState};
+pub use index::{IndexedItem, ItemRef, SpatialIndex};
 pub use interest::ViewerBacklog;
 pub use messages::{
     BatchApplied, BatchTicket, IncomingBatch, PersonalDataShown, PlaybackCommand,
@@ -34,10 +33,11 @@ pub use messages::{
     ViewerSubscribed,
 };
 pub use pick::{
-    PickPlugin, PickRequested, PickResponder, PickSync, PickSystems, Vehicle, asset_collider,
+    PickPlugin, PickRequested, PickResponder, PickSync, PickSystems, Pickable, Vehicle,
+    asset_collider,
 };
 pub use privacy::PrivacyOptions;
-pub use spawn::{AssetDirectory, SensorDirectory, TwinInfo};
+pub use spawn::TwinInfo;
 
 /// When the twin's systems run within `Update`, in this order.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,7 +103,24 @@ impl Plugin for TwinPlugin {
             tracing::error!("TwinPlugin built twice; ignoring the second build");
             return;
         };
-        spawn::spawn_scene(app.world_mut(), &scene, &self.privacy);
+        if let Err(error) = spawn::spawn_scene(app.world_mut(), &scene, &self.privacy) {
+            // Unreachable for scenes a machine can hold in memory (ids
+            // beyond 4 GiB, over 65,536 quantity and unit names): the twin
+            // serves an empty city and says why.
+            tracing::error!(%error, scene = %scene.name, "the scene was not loaded");
+            let world = app.world_mut();
+            world.insert_resource(TwinInfo {
+                scene_name: scene.name.clone(),
+                georeference: scene.georeference,
+                asset_count: 0,
+                sensor_count: 0,
+            });
+            world.insert_resource(SpatialIndex::bulk_load(Vec::new()));
+            world.init_resource::<AssetTable>();
+            world.init_resource::<SensorTable>();
+            world.init_resource::<privacy::AggregatesOf>();
+            world.init_resource::<privacy::DirtyAggregates>();
+        }
         drop(scene);
         let restored = std::mem::take(
             &mut *self

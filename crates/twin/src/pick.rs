@@ -1,8 +1,10 @@
 //! Picking: colliders for every asset, sensor and vehicle, and answers to
 //! "what lies along this ray" from Rapier's query pipeline.
 //!
-//! Colliders live in the scene's local east/north/up metres (x east, y north,
-//! z up), the frame of [`AssetRecord::geometry_enu_m`]. Nothing is simulated:
+//! Each collider is an entity of its own that names the asset or sensor it
+//! stands for ([`Pickable`]). Colliders live in the scene's local
+//! east/north/up metres (x east, y north, z up), the frame of
+//! [`AssetTable::geometry_enu_m`]. Nothing is simulated:
 //! the colliders are fixed, so Rapier's systems only keep its query structure
 //! current. They run in their own schedule, [`PickSync`], and only on ticks
 //! where a collider was added or a vehicle moved: on other ticks picking
@@ -21,10 +23,11 @@ use polis_protocol::{
 };
 
 use crate::TwinSystems;
-use crate::components::{AssetRecord, LatestReading, SensorRecord, ViewerState};
+use crate::city::{AssetTable, SensorTable};
+use crate::components::ViewerState;
+use crate::index::ItemRef;
 use crate::interest::ViewerDirectory;
 use crate::messages::ViewerId;
-use crate::spawn::AssetDirectory;
 
 /// Collider radius of a sensor, metres.
 const SENSOR_RADIUS_M: f32 = 2.5;
@@ -81,11 +84,19 @@ pub struct PickRequested {
     pub responder: PickResponder,
 }
 
+/// The asset or sensor a collider stands for.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pickable(pub ItemRef);
+
 /// A vehicle: a sensor whose value is its distance along `route_enu_m`.
 #[derive(Component, Debug, Clone)]
 pub struct Vehicle {
     /// The route's polyline, local east/north metres.
     pub route_enu_m: Arc<[[f32; 2]]>,
+    /// The vehicle's sensor handle.
+    pub sensor: u32,
+    /// Device time of the reading its collider was last placed by.
+    pub placed_at_ms: Option<i64>,
 }
 
 /// The schedule Rapier's systems run in, on demand (see the module docs).
@@ -142,8 +153,12 @@ impl Plugin for PickPlugin {
 /// The pick collider of an asset and where it sits. Buildings are their
 /// extruded footprints: a cuboid for a rectangle, a convex hull for a convex
 /// footprint, a triangle mesh otherwise (in that order of memory cost).
-pub fn asset_collider(asset: &AssetRecord) -> Option<(Collider, Transform)> {
-    match &asset.geometry_enu_m {
+pub fn asset_collider(
+    kind: AssetKind,
+    geometry_enu_m: &Geometry,
+    height_m: Option<f32>,
+) -> Option<(Collider, Transform)> {
+    match geometry_enu_m {
         Geometry::Footprint(points) => {
             let ring = shape::open_ring(points);
             let (min, max) = bounds(&ring)?;
@@ -153,7 +168,7 @@ pub fn asset_collider(asset: &AssetRecord) -> Option<(Collider, Transform)> {
                 .iter()
                 .map(|&[e, n]| [e - centre.x, n - centre.y])
                 .collect();
-            let height = shape::building_height_m(asset.height_m);
+            let height = shape::building_height_m(height_m);
             if let Some((half, angle_rad, middle)) = rectangle(&local) {
                 let at = (centre + middle).extend(height / 2.0);
                 let collider = Collider::cuboid(half.x, half.y, height / 2.0);
@@ -177,7 +192,7 @@ pub fn asset_collider(asset: &AssetRecord) -> Option<(Collider, Transform)> {
         Geometry::Line(points) => {
             let (min, max) = bounds(points)?;
             let centre = Vec2::new((min.x + max.x) / 2.0, (min.y + max.y) / 2.0);
-            let radius = line_radius_m(asset.kind);
+            let radius = line_radius_m(kind);
             let segments: Vec<_> = points
                 .windows(2)
                 .filter(|w| w[0] != w[1])
@@ -265,48 +280,56 @@ fn sync_colliders(world: &mut World) {
     }
 }
 
-/// Gives every asset and sensor its collider; vehicles also learn their route.
+/// Gives every asset and sensor a collider entity; vehicles also learn
+/// their route.
 pub(crate) fn add_colliders(
     mut commands: Commands,
     mut changed: ResMut<CollidersChanged>,
-    assets: Query<(Entity, &AssetRecord), Without<Collider>>,
-    sensors: Query<(Entity, &SensorRecord), Without<Collider>>,
-    directory: Res<AssetDirectory>,
-    records: Query<&AssetRecord>,
+    assets: Res<AssetTable>,
+    sensors: Res<SensorTable>,
 ) {
     let mut skipped = 0usize;
-    for (entity, asset) in &assets {
-        match asset_collider(asset) {
+    for handle in (0u32..).take(assets.len()) {
+        let collider = assets
+            .kind(handle)
+            .zip(assets.geometry_enu_m(handle))
+            .and_then(|(kind, geometry)| asset_collider(kind, &geometry, assets.height_m(handle)));
+        match collider {
             Some((collider, at)) => {
-                commands.entity(entity).insert((collider, at));
+                commands.spawn((Pickable(ItemRef::Asset(handle)), collider, at));
             }
             None => skipped += 1,
         }
     }
-    for (entity, sensor) in &sensors {
-        let route = (&*sensor.quantity == QUANTITY_DISTANCE_ALONG_ROUTE)
-            .then(|| sensor.asset.and_then(|h| directory.by_handle(h)))
+    for handle in (0u32..).take(sensors.len()) {
+        let Some(position) = sensors.position_enu_m(handle) else {
+            continue;
+        };
+        let route = (sensors.quantity(handle) == Some(QUANTITY_DISTANCE_ALONG_ROUTE))
+            .then(|| sensors.asset(handle))
             .flatten()
-            .and_then(|route| records.get(route).ok())
-            .and_then(|route| match &route.geometry_enu_m {
-                Geometry::Line(points) if !points.is_empty() => Some(points.clone()),
+            .and_then(|route| assets.geometry_enu_m(route))
+            .and_then(|route| match route {
+                Geometry::Line(points) if !points.is_empty() => Some(points),
                 _ => None,
             });
-        let at = Transform::from_translation(sensor.position_enu_m);
+        let at = Transform::from_translation(position);
+        let target = Pickable(ItemRef::Sensor(handle));
         match route {
             Some(points) => {
-                commands.entity(entity).insert((
+                commands.spawn((
+                    target,
                     Collider::ball(VEHICLE_RADIUS_M),
                     at,
                     Vehicle {
                         route_enu_m: points.into(),
+                        sensor: handle,
+                        placed_at_ms: None,
                     },
                 ));
             }
             None => {
-                commands
-                    .entity(entity)
-                    .insert((Collider::ball(SENSOR_RADIUS_M), at));
+                commands.spawn((target, Collider::ball(SENSOR_RADIUS_M), at));
             }
         }
     }
@@ -318,13 +341,18 @@ pub(crate) fn add_colliders(
 
 /// Moves each vehicle's collider to the position its latest reading gives.
 pub(crate) fn move_vehicles(
-    mut vehicles: Query<(&Vehicle, &LatestReading, &mut Transform), Changed<LatestReading>>,
+    mut vehicles: Query<(&mut Vehicle, &mut Transform)>,
+    sensors: Res<SensorTable>,
     mut changed: ResMut<CollidersChanged>,
 ) {
-    for (vehicle, latest, mut transform) in &mut vehicles {
-        let Some(reading) = latest.latest else {
+    for (mut vehicle, mut transform) in &mut vehicles {
+        let Some(reading) = sensors.latest(vehicle.sensor) else {
             continue;
         };
+        if vehicle.placed_at_ms == Some(reading.device_time_ms) {
+            continue;
+        }
+        vehicle.placed_at_ms = Some(reading.device_time_ms);
         if let Some(([east, north], _)) = shape::point_along(&vehicle.route_enu_m, reading.value) {
             transform.translation = Vec3::new(east, north, 0.0);
             changed.0 = true;
@@ -337,8 +365,9 @@ pub(crate) fn move_vehicles(
 pub(crate) fn answer_picks(
     mut requests: MessageReader<PickRequested>,
     rapier: ReadRapierContext,
-    assets: Query<&AssetRecord>,
-    sensors: Query<&SensorRecord>,
+    targets: Query<&Pickable>,
+    assets: Res<AssetTable>,
+    sensors: Res<SensorTable>,
     directory: Res<ViewerDirectory>,
     viewers: Query<&ViewerState>,
 ) {
@@ -363,15 +392,16 @@ pub(crate) fn answer_picks(
                 true,
                 QueryFilter::default(),
                 |entity, hit| {
-                    let target = if let Ok(asset) = assets.get(entity) {
-                        Some((PickTarget::Asset(asset.handle), asset.id.to_string()))
-                    } else if let Ok(sensor) = sensors.get(entity) {
-                        sensor
-                            .audience
-                            .admits(access)
-                            .then(|| (PickTarget::Sensor(sensor.handle), sensor.id.to_string()))
-                    } else {
-                        None
+                    let target = match targets.get(entity).map(|p| p.0) {
+                        Ok(ItemRef::Asset(handle)) => assets
+                            .id(handle)
+                            .map(|id| (PickTarget::Asset(handle), id.to_owned())),
+                        Ok(ItemRef::Sensor(handle)) => sensors
+                            .audience(handle)
+                            .filter(|audience| audience.admits(access))
+                            .and(sensors.id(handle))
+                            .map(|id| (PickTarget::Sensor(handle), id.to_owned())),
+                        Err(_) => None,
                     };
                     if let Some((target, id)) = target {
                         hits.push(PickHit {

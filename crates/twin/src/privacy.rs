@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 
 use bevy::prelude::*;
 
-use crate::components::{Aggregate, Audience, LatestReading, SensorRecord, StoredReading};
+use crate::city::{AggregateRule, CityTooLarge, Flat, NewSensor, SensorTable};
+use crate::components::{Audience, StoredReading};
 use crate::index::IndexedItem;
 
 /// How personal data is aggregated.
@@ -49,50 +50,15 @@ impl Default for PrivacyOptions {
 #[derive(Resource, Debug, Default)]
 pub(crate) struct DirtyAggregates(pub(crate) Vec<u32>);
 
-/// For each sensor handle, the aggregates it feeds: one flat list with an
-/// offset per sensor (4 bytes per sensor that feeds none, where a list per
-/// sensor took 24).
+/// For each sensor handle, the aggregates it feeds, as one flat list
+/// (nothing per sensor beyond the last member of an aggregate).
 #[derive(Resource, Debug, Default)]
-pub(crate) struct AggregatesOf {
-    /// `aggregates[starts[s]..starts[s + 1]]` are sensor `s`'s.
-    starts: Vec<u32>,
-    aggregates: Vec<u32>,
-}
+pub(crate) struct AggregatesOf(Flat<u32>);
 
 impl AggregatesOf {
-    /// From `(sensor, aggregate)` pairs, for sensors `0..sensor_count`.
-    fn new(sensor_count: usize, mut memberships: Vec<(u32, u32)>) -> Self {
-        memberships.sort_unstable();
-        let offset = |index: usize| u32::try_from(index).unwrap_or(u32::MAX);
-        let mut starts = Vec::with_capacity(sensor_count + 1);
-        let mut next = 0;
-        for sensor in 0..sensor_count {
-            starts.push(offset(next));
-            while memberships
-                .get(next)
-                .is_some_and(|&(member, _)| member as usize == sensor)
-            {
-                next += 1;
-            }
-        }
-        starts.push(offset(next));
-        let aggregates = memberships
-            .into_iter()
-            .map(|(_, aggregate)| aggregate)
-            .collect();
-        Self { starts, aggregates }
-    }
-
     /// The aggregates sensor `handle` feeds (none for aggregates themselves).
     pub(crate) fn of(&self, handle: u32) -> &[u32] {
-        let index = handle as usize;
-        match (self.starts.get(index), self.starts.get(index + 1)) {
-            (Some(&start), Some(&end)) => self
-                .aggregates
-                .get(start as usize..end as usize)
-                .unwrap_or_default(),
-            _ => &[],
-        }
+        self.0.get(handle as usize)
     }
 }
 
@@ -101,12 +67,12 @@ fn is_additive(quantity: &str) -> bool {
     matches!(quantity, "active_power" | "pv_power" | "energy" | "flow")
 }
 
-/// One aggregate to spawn.
+/// One aggregate to add.
 pub(crate) struct GroupSpec {
     pub(crate) id: String,
     pub(crate) members: Vec<u32>,
     pub(crate) audience: Audience,
-    pub(crate) min_members: usize,
+    pub(crate) min_members: u32,
     pub(crate) asset: Option<u32>,
 }
 
@@ -117,23 +83,25 @@ fn cell(position: Vec3, side_m: f64) -> (i64, i64) {
     )
 }
 
-/// The building and public groups of the personal sensors among `sensors`.
-pub(crate) fn plan_groups(sensors: &[SensorRecord], options: &PrivacyOptions) -> Vec<GroupSpec> {
+/// The building and public groups of the personal sensors among `sensors`
+/// (the scene's, before any aggregate is added).
+pub(crate) fn plan_groups(sensors: &SensorTable, options: &PrivacyOptions) -> Vec<GroupSpec> {
     let mut groups = Vec::new();
     // Planners: one aggregate per building and quantity, whatever its size.
     let mut by_building: BTreeMap<(u32, &str), Vec<u32>> = BTreeMap::new();
-    let mut unassigned: BTreeMap<&str, Vec<&SensorRecord>> = BTreeMap::new();
-    for sensor in sensors.iter().filter(|s| s.personal) {
-        if let Some(asset) = sensor.asset {
+    let mut unassigned: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    let personal = (0u32..)
+        .take(sensors.len())
+        .filter(|&h| sensors.personal(h) == Some(true));
+    for handle in personal {
+        let quantity = sensors.quantity(handle).unwrap_or_default();
+        if let Some(asset) = sensors.asset(handle) {
             by_building
-                .entry((asset, &*sensor.quantity))
+                .entry((asset, quantity))
                 .or_default()
-                .push(sensor.handle);
+                .push(handle);
         }
-        unassigned
-            .entry(&*sensor.quantity)
-            .or_default()
-            .push(sensor);
+        unassigned.entry(quantity).or_default().push(handle);
     }
     for ((asset, quantity), members) in &by_building {
         groups.push(GroupSpec {
@@ -146,11 +114,12 @@ pub(crate) fn plan_groups(sensors: &[SensorRecord], options: &PrivacyOptions) ->
     }
     // Public: building, else block, else district, until k is reached.
     let k = options.k.max(1);
+    let min_members = u32::try_from(k).unwrap_or(u32::MAX);
     for (quantity, mut remaining) in unassigned {
-        let mut buildings: BTreeMap<u32, Vec<&SensorRecord>> = BTreeMap::new();
+        let mut buildings: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         let mut homeless = Vec::new();
         for sensor in remaining.drain(..) {
-            match sensor.asset {
+            match sensors.asset(sensor) {
                 Some(asset) => buildings.entry(asset).or_default().push(sensor),
                 None => homeless.push(sensor),
             }
@@ -160,9 +129,9 @@ pub(crate) fn plan_groups(sensors: &[SensorRecord], options: &PrivacyOptions) ->
             if members.len() >= k {
                 groups.push(GroupSpec {
                     id: format!("agg-public-building-{asset}-{quantity}"),
-                    members: members.iter().map(|s| s.handle).collect(),
+                    members,
                     audience: Audience::PUBLIC,
-                    min_members: k,
+                    min_members,
                     asset: Some(asset),
                 });
             } else {
@@ -170,10 +139,11 @@ pub(crate) fn plan_groups(sensors: &[SensorRecord], options: &PrivacyOptions) ->
             }
         }
         for (level, side_m) in [("block", options.block_m), ("district", options.district_m)] {
-            let mut cells: BTreeMap<(i64, i64), Vec<&SensorRecord>> = BTreeMap::new();
+            let mut cells: BTreeMap<(i64, i64), Vec<u32>> = BTreeMap::new();
             for sensor in left.drain(..) {
+                let position = sensors.position_enu_m(sensor).unwrap_or_default();
                 cells
-                    .entry(cell(sensor.position_enu_m, side_m))
+                    .entry(cell(position, side_m))
                     .or_default()
                     .push(sensor);
             }
@@ -181,9 +151,9 @@ pub(crate) fn plan_groups(sensors: &[SensorRecord], options: &PrivacyOptions) ->
                 if members.len() >= k {
                     groups.push(GroupSpec {
                         id: format!("agg-public-{level}-{x}_{y}-{quantity}"),
-                        members: members.iter().map(|s| s.handle).collect(),
+                        members,
                         audience: Audience::PUBLIC,
-                        min_members: k,
+                        min_members,
                         asset: None,
                     });
                 } else {
@@ -197,67 +167,67 @@ pub(crate) fn plan_groups(sensors: &[SensorRecord], options: &PrivacyOptions) ->
     groups
 }
 
-/// Spawns the aggregates of `groups` after the scene's sensors, returning
-/// their records' index entries; fills [`AggregatesOf`].
-pub(crate) fn spawn_groups(
-    world: &mut World,
-    sensors: &[SensorRecord],
+/// Adds the aggregates of `groups` after the scene's sensors. Returns which
+/// aggregates each sensor feeds, every aggregate as dirty (so a restored
+/// twin starts with their values) and their index entries.
+pub(crate) fn add_groups(
+    sensors: &mut SensorTable,
     groups: Vec<GroupSpec>,
-    first_handle: u32,
-) -> Vec<(Entity, IndexedItem)> {
+) -> Result<(AggregatesOf, DirtyAggregates, Vec<IndexedItem>), CityTooLarge> {
     let mut memberships = Vec::new();
-    let mut spawned = Vec::with_capacity(groups.len());
+    let mut items = Vec::with_capacity(groups.len());
     let mut handles = Vec::with_capacity(groups.len());
-    // Handles follow on from the scene's, one per spawned aggregate, so that
-    // the sensor directory's by-handle list stays aligned.
-    let mut handle = first_handle;
     for group in groups {
-        let Some(first) = group.members.first().and_then(|h| sensors.get(*h as usize)) else {
+        let Some(&first) = group.members.first() else {
+            continue;
+        };
+        let (Some(domain), Some(quantity), Some(unit)) = (
+            sensors.domain(first),
+            sensors.quantity(first).map(str::to_owned),
+            sensors.unit(first).map(str::to_owned),
+        ) else {
             continue;
         };
         let mut sum = Vec3::ZERO;
         let (mut min, mut max) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
-        for member in &group.members {
-            if let Some(sensor) = sensors.get(*member as usize) {
-                let p = sensor.position_enu_m;
-                sum += p;
-                min = [min[0].min(f64::from(p.x)), min[1].min(f64::from(p.y))];
-                max = [max[0].max(f64::from(p.x)), max[1].max(f64::from(p.y))];
-            }
-            memberships.push((*member, handle));
+        for p in group
+            .members
+            .iter()
+            .filter_map(|&m| sensors.position_enu_m(m))
+        {
+            sum += p;
+            min = [min[0].min(f64::from(p.x)), min[1].min(f64::from(p.y))];
+            max = [max[0].max(f64::from(p.x)), max[1].max(f64::from(p.y))];
         }
-        let record = SensorRecord {
-            handle,
-            id: group.id.into(),
-            domain: first.domain,
-            quantity: first.quantity.clone(),
-            unit: first.unit.clone(),
-            position_enu_m: sum / group.members.len().max(1) as f32,
-            asset: group.asset,
-            personal: false,
-            audience: group.audience,
-        };
-        let aggregate = Aggregate {
-            additive: is_additive(&record.quantity),
-            members: group.members,
-            min_members: group.min_members,
-        };
-        let entity = world
-            .spawn((record, aggregate, LatestReading::default()))
-            .id();
+        let handle = sensors.push_aggregate(
+            NewSensor {
+                id: &group.id,
+                domain,
+                quantity: &quantity,
+                unit: &unit,
+                position_enu_m: sum / group.members.len().max(1) as f32,
+                asset: group.asset,
+                personal: false,
+                audience: group.audience,
+            },
+            &group.members,
+            AggregateRule {
+                additive: is_additive(&quantity),
+                min_members: group.min_members,
+            },
+        )?;
+        memberships.extend(group.members.iter().map(|&member| (member, handle)));
         handles.push(handle);
-        spawned.push((entity, IndexedItem::sensor(handle, min, max)));
-        handle += 1;
+        items.push(IndexedItem::sensor(handle, min, max));
     }
-    world.insert_resource(AggregatesOf::new(sensors.len(), memberships));
-    world.insert_resource(DirtyAggregates(handles));
-    spawned
+    let aggregates_of = AggregatesOf(Flat::from_pairs(memberships, "aggregate memberships")?);
+    Ok((aggregates_of, DirtyAggregates(handles), items))
 }
 
 /// The value of an aggregate from its members' latest readings, or `None`
-/// while fewer than `min_members` have one.
+/// while fewer than its `min_members` have one.
 pub(crate) fn combine(
-    aggregate: &Aggregate,
+    rule: AggregateRule,
     member_readings: impl Iterator<Item = Option<StoredReading>>,
 ) -> Option<StoredReading> {
     let mut count = 0usize;
@@ -268,10 +238,10 @@ pub(crate) fn combine(
         total += reading.value;
         newest = newest.max(reading.device_time_ms);
     }
-    if count < aggregate.min_members.max(1) {
+    if count < (rule.min_members.max(1) as usize) {
         return None;
     }
-    let value = if aggregate.additive {
+    let value = if rule.additive {
         total
     } else {
         total / count as f64

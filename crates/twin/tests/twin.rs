@@ -139,26 +139,18 @@ fn readings_are_classified_by_device_time() {
     assert_eq!(counters.duplicate, 1);
     assert_eq!(counters.refused, 3);
 
-    let entity = app
-        .world()
-        .resource::<SensorDirectory>()
-        .by_id("meter-b-west-1")
-        .expect("sensor exists");
-    let state = app.world().get::<LatestReading>(entity).expect("has state");
+    let sensors = app.world().resource::<SensorTable>();
+    let handle = sensors.by_id("meter-b-west-1").expect("sensor exists");
     assert_eq!(
-        state.latest.map(|r| (r.device_time_ms, r.value)),
+        sensors.latest(handle).map(|r| (r.device_time_ms, r.value)),
         Some((2_000, 3.0))
-    );
-    assert_eq!(
-        state.received_count, 5,
-        "stale readings still count as received"
     );
 
     // A later batch with an older reading leaves the newer value in place.
     let ack = push(&mut app, 2, vec![reading("meter-b-west-1", 500, 1.0)]);
     assert_eq!(ack.accepted, 0);
-    let state = app.world().get::<LatestReading>(entity).expect("has state");
-    assert_eq!(state.latest.map(|r| r.value), Some(3.0));
+    let latest = app.world().resource::<SensorTable>().latest(handle);
+    assert_eq!(latest.map(|r| r.value), Some(3.0));
 }
 
 #[test]
@@ -484,4 +476,61 @@ fn a_gateway_outside_its_scope_is_refused_per_reading() {
         (ack.not_accepted[0].index, ack.not_accepted[0].outcome),
         (1, ReadingOutcome::OutOfScope)
     );
+}
+
+#[test]
+fn an_area_query_checks_a_building_and_its_meter_each_at_its_own_place() {
+    // A 10 m building whose meter stands 40 m east of it (a cabinet at the
+    // street): one index entry for both, but each is found only where it is.
+    let scene = Scene {
+        name: "one building".into(),
+        description: None,
+        attribution: vec![],
+        georeference: tiny().georeference,
+        assets: vec![polis_scene::Asset {
+            id: "b".into(),
+            kind: AssetKind::Building,
+            geometry: polis_scene::Geometry::Footprint(vec![
+                [0.0, 0.0],
+                [10.0, 0.0],
+                [10.0, 10.0],
+                [0.0, 10.0],
+            ]),
+            height_m: Some(10.0),
+            attributes: Default::default(),
+        }],
+        sensors: vec![polis_scene::Sensor {
+            id: "m".into(),
+            domain: Domain::Energy,
+            quantity: "active_power".into(),
+            unit: "kW".into(),
+            position_enu_m: [50.0, 5.0, 1.5],
+            asset: Some("b".into()),
+            personal: false,
+        }],
+    };
+    let mut app = App::new();
+    app.add_plugins(TwinPlugin::new(scene));
+    app.update();
+    let world = app.world();
+    let index = world.resource::<SpatialIndex>();
+    let (assets, sensors) = (
+        world.resource::<AssetTable>(),
+        world.resource::<SensorTable>(),
+    );
+    assert_eq!(index.len(), 1, "a building and its meter share an entry");
+    let found = |min: [f64; 2], max: [f64; 2]| {
+        let mut items: Vec<ItemRef> = index.items_in_area(min, max, assets, sensors).collect();
+        items.sort_by_key(|item| format!("{item:?}"));
+        items
+    };
+    assert_eq!(found([-1.0, -1.0], [11.0, 11.0]), [ItemRef::Asset(0)]);
+    assert_eq!(found([45.0, 0.0], [55.0, 10.0]), [ItemRef::Sensor(0)]);
+    assert_eq!(found([20.0, 0.0], [30.0, 10.0]), []);
+    assert_eq!(
+        found([60.0, 20.0], [-1.0, -1.0]),
+        [ItemRef::Asset(0), ItemRef::Sensor(0)],
+        "corners in either order"
+    );
+    assert_eq!(assets.sensors_on(0), [0]);
 }

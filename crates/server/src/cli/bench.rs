@@ -144,10 +144,14 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     // a 22 × 22 building window.
     let side = (buildings as f64).sqrt().ceil() as usize;
     let window_m = 22.0 * 15.0 - 5.0;
-    let index = app
-        .world()
-        .get_resource::<polis_twin::SpatialIndex>()
-        .context("the twin has a spatial index")?;
+    let world = app.world();
+    let (Some(index), Some(assets), Some(sensors)) = (
+        world.get_resource::<polis_twin::SpatialIndex>(),
+        world.get_resource::<polis_twin::AssetTable>(),
+        world.get_resource::<polis_twin::SensorTable>(),
+    ) else {
+        anyhow::bail!("the twin has no spatial index or tables");
+    };
     let queries = if args.quick { 200 } else { 2_000 };
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     let mut corners = Vec::with_capacity(queries);
@@ -164,7 +168,7 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     let mut results = 0usize;
     for (min, max) in &corners {
         let started = Instant::now();
-        results += index.items_in_area_unsorted(*min, *max).count();
+        results += index.items_in_area(*min, *max, assets, sensors).count();
         latencies_us.push(started.elapsed().as_secs_f64() * 1e6);
     }
     latencies_us.sort_by(f64::total_cmp);
