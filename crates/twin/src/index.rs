@@ -158,6 +158,27 @@ impl SpatialIndex {
             })
     }
 
+    /// The entries whose bounds, widened by `reach_m`, the segment from
+    /// `origin` along `direction` for `max_m` passes through (east, north
+    /// metres; `direction` may be shorter than a unit, as the ground
+    /// projection of a 3D direction is), unsorted.
+    pub fn entries_along(
+        &self,
+        origin: [f32; 2],
+        direction: [f32; 2],
+        max_m: f32,
+        reach_m: f32,
+    ) -> impl Iterator<Item = ItemRef> + '_ {
+        self.tree
+            .locate_with_selection_function(Segment {
+                origin,
+                direction,
+                max_m,
+                reach_m,
+            })
+            .map(IndexedItem::item)
+    }
+
     /// Number of indexed items.
     pub fn len(&self) -> usize {
         self.tree.size()
@@ -166,5 +187,77 @@ impl SpatialIndex {
     /// True when nothing is indexed.
     pub fn is_empty(&self) -> bool {
         self.tree.size() == 0
+    }
+}
+
+/// A ground segment as an R-tree selection: the nodes and entries whose
+/// widened bounds it passes through (the slab test).
+struct Segment {
+    origin: [f32; 2],
+    direction: [f32; 2],
+    max_m: f32,
+    reach_m: f32,
+}
+
+impl Segment {
+    fn passes(&self, envelope: &AABB<[f32; 2]>) -> bool {
+        let (lower, upper) = (envelope.lower(), envelope.upper());
+        let (mut enter, mut leave) = (0.0f32, self.max_m);
+        for axis in 0..2 {
+            let (lo, hi) = (lower[axis] - self.reach_m, upper[axis] + self.reach_m);
+            let (from, step) = (self.origin[axis], self.direction[axis]);
+            if step == 0.0 {
+                if from < lo || from > hi {
+                    return false;
+                }
+                continue;
+            }
+            let (a, b) = ((lo - from) / step, (hi - from) / step);
+            enter = enter.max(a.min(b));
+            leave = leave.min(a.max(b));
+        }
+        enter <= leave
+    }
+}
+
+impl rstar::SelectionFunction<IndexedItem> for Segment {
+    fn should_unpack_parent(&self, envelope: &AABB<[f32; 2]>) -> bool {
+        self.passes(envelope)
+    }
+
+    fn should_unpack_leaf(&self, leaf: &IndexedItem) -> bool {
+        self.passes(&leaf.envelope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(origin: [f32; 2], direction: [f32; 2], max_m: f32) -> Segment {
+        Segment {
+            origin,
+            direction,
+            max_m,
+            reach_m: 1.0,
+        }
+    }
+
+    #[test]
+    fn a_segment_passes_the_boxes_it_crosses_within_its_length_and_reach() {
+        let unit = AABB::from_corners([10.0, 10.0], [20.0, 20.0]);
+        // Along east through the box, and short of it.
+        assert!(segment([0.0, 15.0], [1.0, 0.0], 100.0).passes(&unit));
+        assert!(!segment([0.0, 15.0], [1.0, 0.0], 8.0).passes(&unit));
+        assert!(segment([0.0, 15.0], [1.0, 0.0], 9.5).passes(&unit), "reach");
+        // Pointing away.
+        assert!(!segment([0.0, 15.0], [-1.0, 0.0], 100.0).passes(&unit));
+        // Straight down (no ground direction): only above the box or its reach.
+        assert!(segment([15.0, 15.0], [0.0, 0.0], 100.0).passes(&unit));
+        assert!(segment([20.5, 15.0], [0.0, 0.0], 100.0).passes(&unit));
+        assert!(!segment([22.0, 15.0], [0.0, 0.0], 100.0).passes(&unit));
+        // Diagonal past the corner, beyond reach.
+        assert!(!segment([0.0, 25.0], [0.6, 0.6], 100.0).passes(&unit));
+        assert!(segment([0.0, 5.0], [0.6, 0.6], 100.0).passes(&unit));
     }
 }

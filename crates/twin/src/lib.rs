@@ -32,10 +32,7 @@ pub use messages::{
     PlaybackRequested, RecordedReading, ViewerConnected, ViewerDisconnected, ViewerId,
     ViewerSubscribed,
 };
-pub use pick::{
-    PickPlugin, PickRequested, PickResponder, PickSync, PickSystems, Pickable, Vehicle,
-    asset_collider,
-};
+pub use pick::{PickPlugin, PickRequested, PickResponder, PickSystems, asset_collider};
 pub use privacy::PrivacyOptions;
 pub use spawn::TwinInfo;
 

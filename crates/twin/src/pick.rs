@@ -1,31 +1,27 @@
-//! Picking: colliders for every asset, sensor and vehicle, and answers to
-//! "what lies along this ray" from Rapier's query pipeline.
+//! Picking: answers to "what lies along this ray" for every asset, sensor
+//! and vehicle a viewer may see.
 //!
-//! Each collider is an entity of its own that names the asset or sensor it
-//! stands for ([`Pickable`]). Colliders live in the scene's local
-//! east/north/up metres (x east, y north, z up), the frame of
-//! [`AssetTable::geometry_enu_m`]. Nothing is simulated:
-//! the colliders are fixed, so Rapier's systems only keep its query structure
-//! current. They run in their own schedule, [`PickSync`], and only on ticks
-//! where a collider was added or a vehicle moved: on other ticks picking
-//! costs nothing, however many colliders the city has.
+//! Nothing is kept per item for it: the spatial index finds the entries
+//! whose bounds the ray passes near, and only those items' shapes are built
+//! and cast against (Rapier's shapes, via `parry`). Buildings are their
+//! extruded footprints, lines capsules, points and sensors balls; a vehicle
+//! is a ball where its latest reading puts it along its route. Shapes live
+//! in the scene's local east/north/up metres (x east, y north, z up), the
+//! frame of [`AssetTable::geometry_enu_m`].
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bevy::ecs::schedule::ScheduleLabel;
 use bevy::prelude::*;
-use bevy_rapier3d::prelude::{
-    Collider, NoUserData, QueryFilter, RapierPhysicsPlugin, ReadRapierContext,
-};
+use bevy_rapier3d::prelude::Collider;
 use polis_protocol::{
-    AssetKind, Geometry, MAX_PICK_HITS, PickHit, PickReply, PickRequest, PickTarget,
+    Access, AssetKind, Geometry, MAX_PICK_HITS, PickHit, PickReply, PickRequest, PickTarget,
     QUANTITY_DISTANCE_ALONG_ROUTE, shape,
 };
 
 use crate::TwinSystems;
 use crate::city::{AssetTable, SensorTable};
 use crate::components::ViewerState;
-use crate::index::ItemRef;
+use crate::index::{ItemRef, SpatialIndex};
 use crate::interest::ViewerDirectory;
 use crate::messages::ViewerId;
 
@@ -35,7 +31,10 @@ const SENSOR_RADIUS_M: f32 = 2.5;
 const VEHICLE_RADIUS_M: f32 = 6.0;
 /// Collider radius of point assets (stops, junctions, tanks), metres.
 const POINT_ASSET_RADIUS_M: f32 = 4.0;
-/// Most intersections one pick examines: a ray along a huge city stops
+/// How far a pick shape reaches beyond its item's bounds in the index,
+/// metres: the largest ball or capsule radius.
+const REACH_M: f32 = VEHICLE_RADIUS_M;
+/// Most intersections one pick collects: a ray along a huge city stops
 /// collecting there, which bounds the time and memory a request can cost.
 const MAX_CANDIDATES: usize = 4_096;
 
@@ -84,68 +83,22 @@ pub struct PickRequested {
     pub responder: PickResponder,
 }
 
-/// The asset or sensor a collider stands for.
-#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pickable(pub ItemRef);
-
-/// A vehicle: a sensor whose value is its distance along `route_enu_m`.
-#[derive(Component, Debug, Clone)]
-pub struct Vehicle {
-    /// The route's polyline, local east/north metres.
-    pub route_enu_m: Arc<[[f32; 2]]>,
-    /// The vehicle's sensor handle.
-    pub sensor: u32,
-    /// Device time of the reading its collider was last placed by.
-    pub placed_at_ms: Option<i64>,
-}
-
-/// The schedule Rapier's systems run in, on demand (see the module docs).
-#[derive(ScheduleLabel, Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PickSync;
-
-/// Set when colliders changed since Rapier last synchronised.
-#[derive(Resource, Debug, Default)]
-pub(crate) struct CollidersChanged(bool);
-
 /// When picking's systems run within `Update`.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PickSystems {
-    /// Vehicles' colliders follow their latest position readings.
-    MoveVehicles,
-    /// Pick requests are answered.
+    /// Pick requests are answered, after the tick's readings and interest
+    /// changes.
     Answer,
 }
 
-/// Adds pick colliders to the twin and answers [`PickRequested`]; add after
-/// [`crate::TwinPlugin`]. Brings Rapier with it when the app has not added
-/// it. Not Bevy's `TransformPlugin`: its systems visit every entity with a
-/// transform on every tick (a quarter of a busy twin's time with 200,000
-/// colliders), while Rapier's own transform sync, in [`PickSync`], updates
-/// the colliders' global transforms exactly when they change.
+/// Answers [`PickRequested`]; add after [`crate::TwinPlugin`].
 #[derive(Debug, Default)]
 pub struct PickPlugin;
 
 impl Plugin for PickPlugin {
     fn build(&self, app: &mut App) {
-        // Bevy's parallel transform propagation, which Rapier runs when
-        // Bevy is built with `multi_threaded` (as the viewer's build is),
-        // reads this resource; `TransformPlugin` would have added it.
-        app.init_resource::<StaticTransformOptimizations>();
-        if !app.is_plugin_added::<RapierPhysicsPlugin<NoUserData>>() {
-            app.add_plugins(RapierPhysicsPlugin::<NoUserData>::default().in_schedule(PickSync));
-        }
         app.add_message::<PickRequested>()
-            .init_resource::<CollidersChanged>()
-            .add_systems(PostUpdate, sync_colliders)
-            .configure_sets(
-                Update,
-                (
-                    PickSystems::MoveVehicles.after(TwinSystems::Apply),
-                    PickSystems::Answer.after(TwinSystems::Interest),
-                ),
-            )
-            .add_systems(Startup, add_colliders)
-            .add_systems(Update, move_vehicles.in_set(PickSystems::MoveVehicles))
+            .configure_sets(Update, PickSystems::Answer.after(TwinSystems::Interest))
             .add_systems(Update, answer_picks.in_set(PickSystems::Answer));
     }
 }
@@ -272,148 +225,128 @@ fn bounds(points: &[[f32; 2]]) -> Option<(Vec2, Vec2)> {
     (min.is_finite() && max.is_finite()).then_some((min, max))
 }
 
-/// Runs Rapier's systems when colliders changed since they last ran.
-fn sync_colliders(world: &mut World) {
-    let changed = std::mem::take(&mut world.resource_mut::<CollidersChanged>().0);
-    if changed {
-        world.run_schedule(PickSync);
+/// Where a sensor's pick shape is, and its radius: a vehicle where its
+/// latest reading puts it along its route, any other sensor at its place.
+fn sensor_ball(sensors: &SensorTable, assets: &AssetTable, handle: u32) -> Option<(Vec3, f32)> {
+    let place = sensors.position_enu_m(handle)?;
+    if sensors.quantity(handle) != Some(QUANTITY_DISTANCE_ALONG_ROUTE) {
+        return Some((place, SENSOR_RADIUS_M));
+    }
+    let route = sensors.asset(handle).and_then(|a| assets.geometry_enu_m(a));
+    let Some(Geometry::Line(points)) =
+        route.filter(|r| matches!(r, Geometry::Line(p) if !p.is_empty()))
+    else {
+        return Some((place, SENSOR_RADIUS_M));
+    };
+    let along = sensors
+        .latest(handle)
+        .and_then(|reading| shape::point_along(&points, reading.value))
+        .map(|([east, north], _)| Vec3::new(east, north, 0.0));
+    Some((along.unwrap_or(place), VEHICLE_RADIUS_M))
+}
+
+/// A ray in local east/north/up metres.
+struct Ray {
+    origin: Vec3,
+    direction: Vec3,
+    max_m: f32,
+}
+
+impl Ray {
+    fn hits(&self, collider: &Collider, at: &Transform) -> Option<f32> {
+        collider.cast_ray(
+            at.translation,
+            at.rotation,
+            self.origin,
+            self.direction,
+            self.max_m,
+            true,
+        )
     }
 }
 
-/// Gives every asset and sensor a collider entity; vehicles also learn
-/// their route.
-pub(crate) fn add_colliders(
-    mut commands: Commands,
-    mut changed: ResMut<CollidersChanged>,
-    assets: Res<AssetTable>,
-    sensors: Res<SensorTable>,
-) {
-    let mut skipped = 0usize;
-    for handle in (0u32..).take(assets.len()) {
-        let collider = assets
-            .kind(handle)
-            .zip(assets.geometry_enu_m(handle))
-            .and_then(|(kind, geometry)| asset_collider(kind, &geometry, assets.height_m(handle)));
-        match collider {
-            Some((collider, at)) => {
-                commands.spawn((Pickable(ItemRef::Asset(handle)), collider, at));
+/// Every item along `ray` that a viewer with `access` may see, unsorted,
+/// at most [`MAX_CANDIDATES`].
+fn cast(
+    ray: &Ray,
+    access: Access,
+    index: &SpatialIndex,
+    assets: &AssetTable,
+    sensors: &SensorTable,
+) -> Vec<PickHit> {
+    let mut hits = Vec::new();
+    let sensor_hit = |handle: u32| -> Option<PickHit> {
+        if !sensors.audience(handle)?.admits(access) {
+            return None;
+        }
+        let (at, radius) = sensor_ball(sensors, assets, handle)?;
+        let distance_m = ray.hits(&Collider::ball(radius), &Transform::from_translation(at))?;
+        Some(PickHit {
+            target: PickTarget::Sensor(handle),
+            id: sensors.id(handle)?.to_owned(),
+            distance_m,
+        })
+    };
+    let asset_hit = |handle: u32| -> Option<PickHit> {
+        let geometry = assets.geometry_enu_m(handle)?;
+        let (collider, at) =
+            asset_collider(assets.kind(handle)?, &geometry, assets.height_m(handle))?;
+        Some(PickHit {
+            target: PickTarget::Asset(handle),
+            id: assets.id(handle)?.to_owned(),
+            distance_m: ray.hits(&collider, &at)?,
+        })
+    };
+    let origin = [ray.origin.x, ray.origin.y];
+    let direction = [ray.direction.x, ray.direction.y];
+    for entry in index.entries_along(origin, direction, ray.max_m, REACH_M) {
+        match entry {
+            ItemRef::Asset(handle) => {
+                hits.extend(asset_hit(handle));
+                hits.extend(
+                    assets
+                        .sensors_on(handle)
+                        .iter()
+                        .filter_map(|&s| sensor_hit(s)),
+                );
             }
-            None => skipped += 1,
+            ItemRef::Sensor(handle) => hits.extend(sensor_hit(handle)),
+        }
+        if hits.len() >= MAX_CANDIDATES {
+            hits.truncate(MAX_CANDIDATES);
+            break;
         }
     }
-    for handle in (0u32..).take(sensors.len()) {
-        let Some(position) = sensors.position_enu_m(handle) else {
-            continue;
-        };
-        let route = (sensors.quantity(handle) == Some(QUANTITY_DISTANCE_ALONG_ROUTE))
-            .then(|| sensors.asset(handle))
-            .flatten()
-            .and_then(|route| assets.geometry_enu_m(route))
-            .and_then(|route| match route {
-                Geometry::Line(points) if !points.is_empty() => Some(points),
-                _ => None,
-            });
-        let at = Transform::from_translation(position);
-        let target = Pickable(ItemRef::Sensor(handle));
-        match route {
-            Some(points) => {
-                commands.spawn((
-                    target,
-                    Collider::ball(VEHICLE_RADIUS_M),
-                    at,
-                    Vehicle {
-                        route_enu_m: points.into(),
-                        sensor: handle,
-                        placed_at_ms: None,
-                    },
-                ));
-            }
-            None => {
-                commands.spawn((target, Collider::ball(SENSOR_RADIUS_M), at));
-            }
-        }
-    }
-    changed.0 = true;
-    if skipped > 0 {
-        tracing::warn!(skipped, "assets without a usable shape are not pickable");
-    }
-}
-
-/// Moves each vehicle's collider to the position its latest reading gives.
-pub(crate) fn move_vehicles(
-    mut vehicles: Query<(&mut Vehicle, &mut Transform)>,
-    sensors: Res<SensorTable>,
-    mut changed: ResMut<CollidersChanged>,
-) {
-    for (mut vehicle, mut transform) in &mut vehicles {
-        let Some(reading) = sensors.latest(vehicle.sensor) else {
-            continue;
-        };
-        if vehicle.placed_at_ms == Some(reading.device_time_ms) {
-            continue;
-        }
-        vehicle.placed_at_ms = Some(reading.device_time_ms);
-        if let Some(([east, north], _)) = shape::point_along(&vehicle.route_enu_m, reading.value) {
-            transform.translation = Vec3::new(east, north, 0.0);
-            changed.0 = true;
-        }
-    }
+    hits
 }
 
 /// Answers pick requests: everything along the ray that the viewer may see,
 /// nearest first.
 pub(crate) fn answer_picks(
     mut requests: MessageReader<PickRequested>,
-    rapier: ReadRapierContext,
-    targets: Query<&Pickable>,
+    index: Res<SpatialIndex>,
     assets: Res<AssetTable>,
     sensors: Res<SensorTable>,
     directory: Res<ViewerDirectory>,
     viewers: Query<&ViewerState>,
 ) {
-    if requests.is_empty() {
-        return;
-    }
-    let context = rapier.single();
     for picked in requests.read() {
         let access = directory
             .get(picked.viewer)
             .and_then(|e| viewers.get(e).ok())
             .map(|v| v.access);
         let request = &picked.request;
-        let mut hits: Vec<PickHit> = Vec::new();
-        if let (Ok(context), Some(access)) = (&context, access) {
-            let origin = Vec3::from(request.origin_enu_m);
-            let direction = Vec3::from(request.direction_enu).normalize_or_zero();
-            context.intersect_ray(
-                origin,
-                direction,
-                request.max_distance_m,
-                true,
-                QueryFilter::default(),
-                |entity, hit| {
-                    let target = match targets.get(entity).map(|p| p.0) {
-                        Ok(ItemRef::Asset(handle)) => assets
-                            .id(handle)
-                            .map(|id| (PickTarget::Asset(handle), id.to_owned())),
-                        Ok(ItemRef::Sensor(handle)) => sensors
-                            .audience(handle)
-                            .filter(|audience| audience.admits(access))
-                            .and(sensors.id(handle))
-                            .map(|id| (PickTarget::Sensor(handle), id.to_owned())),
-                        Err(_) => None,
-                    };
-                    if let Some((target, id)) = target {
-                        hits.push(PickHit {
-                            target,
-                            id,
-                            distance_m: hit.time_of_impact,
-                        });
-                    }
-                    hits.len() < MAX_CANDIDATES
-                },
-            );
-        }
+        let ray = Ray {
+            origin: Vec3::from(request.origin_enu_m),
+            direction: Vec3::from(request.direction_enu).normalize_or_zero(),
+            max_m: request.max_distance_m,
+        };
+        let mut hits = match access {
+            Some(access) if ray.direction != Vec3::ZERO => {
+                cast(&ray, access, &index, &assets, &sensors)
+            }
+            _ => Vec::new(),
+        };
         hits.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m));
         hits.truncate(MAX_PICK_HITS);
         picked.responder.respond(PickReply {

@@ -89,9 +89,7 @@ fn app() -> App {
             mailbox: SharedMailbox::new(|| {}),
         });
     }
-    // Colliders are added at startup and enter Rapier's query structure on
-    // the first step.
-    app.update();
+    // The viewers connect on the first update.
     app.update();
     app
 }

@@ -44,10 +44,6 @@ pub(crate) struct ScaleArgs {
     /// Buildings (each with one meter) in the synthetic city.
     #[arg(long, default_value_t = 1_000_000)]
     buildings: usize,
-    /// Also give every asset and sensor its pick collider, as `polis serve`
-    /// does (the twin alone otherwise).
-    #[arg(long)]
-    picking: bool,
 }
 
 fn resident_bytes() -> u64 {
@@ -112,6 +108,58 @@ fn synthetic_scene(
     }
 }
 
+/// Picks as a viewer's click makes them: for each area, a ray from 300 m
+/// up and to the south-west, 45° down through the area's middle. Returns
+/// the sorted latencies (one twin update each, µs) and the mean hit count.
+fn picks(
+    app: &mut bevy::app::App,
+    areas: &[([f64; 2], [f64; 2])],
+    window_m: f64,
+) -> anyhow::Result<(Vec<f64>, f64)> {
+    use polis_protocol::{Access, PickRequest, SharedMailbox};
+    use polis_twin::{PickRequested, PickResponder, ViewerConnected, ViewerId};
+    let viewer = ViewerId(1);
+    app.world_mut().write_message(ViewerConnected {
+        viewer,
+        access: Access::Operator,
+        name: "bench".into(),
+        mailbox: SharedMailbox::new(|| {}),
+    });
+    app.update();
+    let mut latencies_us = Vec::with_capacity(areas.len());
+    let mut hits = 0usize;
+    for (request, (min, _)) in (0u32..).zip(areas) {
+        let middle = [min[0] + window_m / 2.0, min[1] + window_m / 2.0];
+        let (tx, rx) = std::sync::mpsc::channel();
+        app.world_mut().write_message(PickRequested {
+            viewer,
+            request: PickRequest {
+                request,
+                origin_enu_m: [
+                    (middle[0] - 212.0) as f32,
+                    (middle[1] - 212.0) as f32,
+                    300.0,
+                ],
+                direction_enu: [0.5, 0.5, -std::f32::consts::FRAC_1_SQRT_2],
+                max_distance_m: 1_000.0,
+            },
+            responder: PickResponder::new(move |reply| {
+                let _ = tx.send(reply);
+            }),
+        });
+        let started = Instant::now();
+        app.update();
+        latencies_us.push(started.elapsed().as_secs_f64() * 1e6);
+        hits += rx
+            .try_recv()
+            .context("the pick is answered in the update")?
+            .hits
+            .len();
+    }
+    latencies_us.sort_by(f64::total_cmp);
+    Ok((latencies_us, hits as f64 / areas.len().max(1) as f64))
+}
+
 fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     let buildings = if args.quick {
         args.buildings.min(50_000)
@@ -122,18 +170,9 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     let before = resident_bytes();
     let scene = building_city(buildings);
     let with_scene = resident_bytes();
+    // The twin and picking, as `polis serve` runs them.
     let mut app = bevy::app::App::new();
-    app.add_plugins(polis_twin::TwinPlugin::new(scene));
-    if args.picking {
-        app.add_plugins((
-            bevy::app::TaskPoolPlugin::default(),
-            bevy::time::TimePlugin,
-            polis_twin::PickPlugin,
-        ));
-        // Colliders are added at startup and built into Rapier's structures
-        // on the first step.
-        app.update();
-    }
+    app.add_plugins((polis_twin::TwinPlugin::new(scene), polis_twin::PickPlugin));
     app.update();
     // As `polis serve` does once the scene is loaded.
     crate::memory::release_freed_memory();
@@ -172,6 +211,7 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         latencies_us.push(started.elapsed().as_secs_f64() * 1e6);
     }
     latencies_us.sort_by(f64::total_cmp);
+    let (pick_us, picked) = picks(&mut app, &corners, window_m)?;
     // Baseline: scan every meter position.
     let positions: Vec<[f64; 2]> = (0..buildings)
         .map(|i| {
@@ -196,12 +236,14 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     let report = serde_json::json!({
         "scenario": "scale",
         "buildings": buildings,
-        "picking": args.picking,
         "resident_bytes_per_building": per_building.round(),
         "resident_bytes_scene_file_in_memory_per_building": (with_scene.saturating_sub(before) as f64 / buildings as f64).round(),
         "area_query_results_mean": mean_results.round(),
         "area_query_us_p50": percentile(&latencies_us, 50.0),
         "area_query_us_p99": percentile(&latencies_us, 99.0),
+        "pick_us_p50": percentile(&pick_us, 50.0),
+        "pick_us_p99": percentile(&pick_us, 99.0),
+        "pick_hits_mean": picked,
         "baseline_linear_scan_us_p50": percentile(&scan_us, 50.0),
         "baseline_linear_scan_us_p99": percentile(&scan_us, 99.0),
     });
@@ -219,12 +261,12 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
             percentile(&scan_us, 99.0) / percentile(&latencies_us, 99.0)
         );
         println!(
-            "| resident memory per building with its meter{} | {per_building:.0} B (scene file in memory alone: {:.0} B) | – | – |",
-            if args.picking {
-                ", pick colliders included"
-            } else {
-                ""
-            },
+            "| pick: a ray 45° down through the middle of the area (p50 / p99, ~{picked:.1} hits) | {:.0} / {:.0} µs | – | – |",
+            percentile(&pick_us, 50.0),
+            percentile(&pick_us, 99.0),
+        );
+        println!(
+            "| resident memory per building with its meter, picking included | {per_building:.0} B (scene file in memory alone: {:.0} B) | – | – |",
             with_scene.saturating_sub(before) as f64 / buildings as f64
         );
     }
