@@ -303,8 +303,8 @@ pub struct HistoryReply {
 }
 
 /// A viewer asks what lies along a ray (e.g. under the mouse pointer). The
-/// server answers from colliders of every asset, sensor and vehicle, so a
-/// client needs no meshes of its own to pick.
+/// server casts it against the shapes of every asset, sensor and vehicle
+/// along it, so a client needs no meshes of its own to pick.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PickRequest {
     /// Client-chosen id, echoed in the reply.

@@ -150,8 +150,8 @@ pub struct AssetTable {
     coords_enu_m: Flat<f32>,
     /// Attributes from the scene, sorted by key.
     attributes: Flat<(Box<str>, Box<str>)>,
-    /// The scene sensors placed on each asset, ascending.
-    sensors: Flat<u32>,
+    /// The scene sensors that share each asset's index entry, ascending.
+    indexed_with: Flat<u32>,
 }
 
 impl AssetTable {
@@ -187,12 +187,12 @@ impl AssetTable {
             heights_m: Vec::with_capacity(assets),
             coords_enu_m: Flat::with_capacity(assets, coords),
             attributes: Flat::with_capacity(assets, 0),
-            sensors: Flat::default(),
+            indexed_with: Flat::default(),
         }
     }
 
-    pub(crate) fn set_sensors(&mut self, sensors: Flat<u32>) {
-        self.sensors = sensors;
+    pub(crate) fn set_indexed_with(&mut self, sensors: Flat<u32>) {
+        self.indexed_with = sensors;
     }
 
     pub(crate) fn shrink_to_fit(&mut self) {
@@ -201,7 +201,7 @@ impl AssetTable {
         self.heights_m.shrink_to_fit();
         self.coords_enu_m.shrink_to_fit();
         self.attributes.shrink_to_fit();
-        self.sensors.shrink_to_fit();
+        self.indexed_with.shrink_to_fit();
     }
 
     /// Number of assets.
@@ -259,9 +259,15 @@ impl AssetTable {
         }))
     }
 
-    /// Handles of the scene sensors placed on asset `handle`, ascending.
-    pub fn sensors_on(&self, handle: u32) -> &[u32] {
-        self.sensors.get(handle as usize)
+    /// How asset `handle`'s shape is described.
+    pub fn geometry_class(&self, handle: u32) -> Option<GeometryClass> {
+        self.kinds.get(handle as usize).map(|(_, class)| *class)
+    }
+
+    /// Handles of the scene sensors that share asset `handle`'s index entry,
+    /// ascending: those placed on a footprint or point asset, on or near it.
+    pub fn sensors_indexed_with(&self, handle: u32) -> &[u32] {
+        self.indexed_with.get(handle as usize)
     }
 
     /// Asset `handle` as sent to viewers.
@@ -389,9 +395,7 @@ impl SensorTable {
         Ok(index)
     }
 
-    /// Appends a sensor; returns its handle. Scene sensors become
-    /// addressable by id (the first of a repeated id wins); aggregates, pushed
-    /// after them with [`Self::push_aggregate`], do not.
+    /// Appends a sensor's columns; returns its handle.
     fn push(&mut self, sensor: NewSensor<'_>) -> Result<u32, CityTooLarge> {
         let handle = offset(self.meta.len(), "sensors")?;
         if handle == NO_ASSET {
@@ -414,7 +418,8 @@ impl SensorTable {
         Ok(handle)
     }
 
-    /// Appends a scene sensor, addressable by its id; returns its handle.
+    /// Appends a scene sensor, addressable by its id (the first of a
+    /// repeated id wins; validated scenes have none); returns its handle.
     pub(crate) fn push_scene_sensor(&mut self, sensor: NewSensor<'_>) -> Result<u32, CityTooLarge> {
         let id = sensor.id;
         let handle = self.push(sensor)?;

@@ -1,9 +1,9 @@
 //! The spatial index: which assets and sensors lie in an area.
 //!
-//! An asset's entry bounds the asset and the sensors placed on it, so a
-//! building and its meters cost one entry; a query checks each of them
-//! against the area itself. Sensors on no asset and aggregates have entries
-//! of their own.
+//! An asset's entry bounds the asset and the sensors that share it (those
+//! on or near a footprint or point asset), so a building and its meters
+//! cost one entry; a query checks each of them against the area itself.
+//! Other sensors and aggregates have entries of their own.
 
 use bevy::prelude::*;
 use rstar::{AABB, Envelope, RTree};
@@ -23,7 +23,7 @@ pub enum ItemRef {
 /// stored as `f32` (millimetres within 100 km of the scene's origin; half the
 /// memory of `f64` bounds). Rounding is monotonic, so an item that meets a
 /// query box in `f64` still meets it. An asset's entry also bounds the
-/// sensors placed on it and keeps the asset's own bounds.
+/// sensors that share it and keeps the asset's own bounds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexedItem {
     envelope: AABB<[f32; 2]>,
@@ -36,7 +36,7 @@ fn f32_point([east_m, north_m]: [f64; 2]) -> [f32; 2] {
 }
 
 impl IndexedItem {
-    /// An asset with bounds `min`..`max` and the sensors placed on it at
+    /// An asset with bounds `min`..`max` and the sensors that share it at
     /// `sensors_at` (east, north metres).
     pub fn asset(
         handle: u32,
@@ -56,8 +56,8 @@ impl IndexedItem {
         }
     }
 
-    /// A sensor on no asset (or an aggregate) with bounds `min`..`max`
-    /// (east, north metres).
+    /// A sensor with an entry of its own (or an aggregate) with bounds
+    /// `min`..`max` (east, north metres).
     pub fn sensor(handle: u32, min: [f64; 2], max: [f64; 2]) -> Self {
         let own = AABB::from_corners(f32_point(min), f32_point(max));
         Self {
@@ -141,7 +141,7 @@ impl SpatialIndex {
                     ItemRef::Sensor(handle) => (Some(ItemRef::Sensor(handle)), &[][..]),
                     ItemRef::Asset(handle) => (
                         (whole || area.intersects(&entry.own)).then_some(ItemRef::Asset(handle)),
-                        assets.sensors_on(handle),
+                        assets.sensors_indexed_with(handle),
                     ),
                 };
                 own.into_iter().chain(
@@ -158,25 +158,28 @@ impl SpatialIndex {
             })
     }
 
-    /// The entries whose bounds, widened by `reach_m`, the segment from
-    /// `origin` along `direction` for `max_m` passes through (east, north
-    /// metres; `direction` may be shorter than a unit, as the ground
-    /// projection of a 3D direction is), unsorted.
+    /// The entries whose bounds, widened by `reach_m`, the ray from
+    /// `origin` along `direction` passes through between `from_m` and
+    /// `to_m` along it (east, north metres; `direction` may be shorter than
+    /// a unit, as the ground projection of a 3D direction is), unsorted,
+    /// each with how far along the ray it is entered.
     pub fn entries_along(
         &self,
         origin: [f32; 2],
         direction: [f32; 2],
-        max_m: f32,
+        [from_m, to_m]: [f32; 2],
         reach_m: f32,
-    ) -> impl Iterator<Item = ItemRef> + '_ {
+    ) -> impl Iterator<Item = (f32, ItemRef)> + '_ {
+        let segment = Segment {
+            origin,
+            direction,
+            from_m,
+            to_m,
+            reach_m,
+        };
         self.tree
-            .locate_with_selection_function(Segment {
-                origin,
-                direction,
-                max_m,
-                reach_m,
-            })
-            .map(IndexedItem::item)
+            .locate_with_selection_function(segment)
+            .filter_map(move |entry| Some((segment.enters(&entry.envelope)?, entry.item)))
     }
 
     /// Number of indexed items.
@@ -190,25 +193,28 @@ impl SpatialIndex {
     }
 }
 
-/// A ground segment as an R-tree selection: the nodes and entries whose
-/// widened bounds it passes through (the slab test).
+/// A stretch of a ray on the ground as an R-tree selection: the nodes and
+/// entries whose widened bounds it passes through (the slab test).
+#[derive(Debug, Clone, Copy)]
 struct Segment {
     origin: [f32; 2],
     direction: [f32; 2],
-    max_m: f32,
+    from_m: f32,
+    to_m: f32,
     reach_m: f32,
 }
 
 impl Segment {
-    fn passes(&self, envelope: &AABB<[f32; 2]>) -> bool {
+    /// How far along the ray it enters the widened `envelope`, if it does.
+    fn enters(&self, envelope: &AABB<[f32; 2]>) -> Option<f32> {
         let (lower, upper) = (envelope.lower(), envelope.upper());
-        let (mut enter, mut leave) = (0.0f32, self.max_m);
+        let (mut enter, mut leave) = (self.from_m, self.to_m);
         for axis in 0..2 {
             let (lo, hi) = (lower[axis] - self.reach_m, upper[axis] + self.reach_m);
             let (from, step) = (self.origin[axis], self.direction[axis]);
             if step == 0.0 {
                 if from < lo || from > hi {
-                    return false;
+                    return None;
                 }
                 continue;
             }
@@ -216,17 +222,17 @@ impl Segment {
             enter = enter.max(a.min(b));
             leave = leave.min(a.max(b));
         }
-        enter <= leave
+        (enter <= leave).then_some(enter)
     }
 }
 
 impl rstar::SelectionFunction<IndexedItem> for Segment {
     fn should_unpack_parent(&self, envelope: &AABB<[f32; 2]>) -> bool {
-        self.passes(envelope)
+        self.enters(envelope).is_some()
     }
 
     fn should_unpack_leaf(&self, leaf: &IndexedItem) -> bool {
-        self.passes(&leaf.envelope)
+        self.enters(&leaf.envelope).is_some()
     }
 }
 
@@ -234,30 +240,62 @@ impl rstar::SelectionFunction<IndexedItem> for Segment {
 mod tests {
     use super::*;
 
-    fn segment(origin: [f32; 2], direction: [f32; 2], max_m: f32) -> Segment {
+    fn segment(origin: [f32; 2], direction: [f32; 2], to_m: f32) -> Segment {
         Segment {
             origin,
             direction,
-            max_m,
+            from_m: 0.0,
+            to_m,
             reach_m: 1.0,
         }
     }
 
     #[test]
-    fn a_segment_passes_the_boxes_it_crosses_within_its_length_and_reach() {
+    fn a_segment_enters_the_boxes_it_crosses_within_its_length_and_reach() {
         let unit = AABB::from_corners([10.0, 10.0], [20.0, 20.0]);
-        // Along east through the box, and short of it.
-        assert!(segment([0.0, 15.0], [1.0, 0.0], 100.0).passes(&unit));
-        assert!(!segment([0.0, 15.0], [1.0, 0.0], 8.0).passes(&unit));
-        assert!(segment([0.0, 15.0], [1.0, 0.0], 9.5).passes(&unit), "reach");
+        // Along east through the box (entering its reach at 9 m), and short of it.
+        assert_eq!(
+            segment([0.0, 15.0], [1.0, 0.0], 100.0).enters(&unit),
+            Some(9.0)
+        );
+        assert_eq!(segment([0.0, 15.0], [1.0, 0.0], 8.0).enters(&unit), None);
+        assert_eq!(
+            segment([0.0, 15.0], [1.0, 0.0], 9.5).enters(&unit),
+            Some(9.0)
+        );
+        // A stretch that starts inside the box enters where it starts.
+        let mut inside = segment([0.0, 15.0], [1.0, 0.0], 100.0);
+        inside.from_m = 12.0;
+        assert_eq!(inside.enters(&unit), Some(12.0));
+        inside.from_m = 30.0;
+        assert_eq!(inside.enters(&unit), None, "starts beyond the box");
         // Pointing away.
-        assert!(!segment([0.0, 15.0], [-1.0, 0.0], 100.0).passes(&unit));
+        assert_eq!(segment([0.0, 15.0], [-1.0, 0.0], 100.0).enters(&unit), None);
         // Straight down (no ground direction): only above the box or its reach.
-        assert!(segment([15.0, 15.0], [0.0, 0.0], 100.0).passes(&unit));
-        assert!(segment([20.5, 15.0], [0.0, 0.0], 100.0).passes(&unit));
-        assert!(!segment([22.0, 15.0], [0.0, 0.0], 100.0).passes(&unit));
-        // Diagonal past the corner, beyond reach.
-        assert!(!segment([0.0, 25.0], [0.6, 0.6], 100.0).passes(&unit));
-        assert!(segment([0.0, 5.0], [0.6, 0.6], 100.0).passes(&unit));
+        assert_eq!(
+            segment([15.0, 15.0], [0.0, 0.0], 100.0).enters(&unit),
+            Some(0.0)
+        );
+        assert!(
+            segment([20.5, 15.0], [0.0, 0.0], 100.0)
+                .enters(&unit)
+                .is_some()
+        );
+        assert!(
+            segment([22.0, 15.0], [0.0, 0.0], 100.0)
+                .enters(&unit)
+                .is_none()
+        );
+        // Diagonal past the corner, beyond reach, and through the box.
+        assert!(
+            segment([0.0, 25.0], [0.6, 0.6], 100.0)
+                .enters(&unit)
+                .is_none()
+        );
+        assert!(
+            segment([0.0, 5.0], [0.6, 0.6], 100.0)
+                .enters(&unit)
+                .is_some()
+        );
     }
 }

@@ -2,8 +2,10 @@
 //! and vehicle a viewer may see.
 //!
 //! Nothing is kept per item for it: the spatial index finds the entries
-//! whose bounds the ray passes near, and only those items' shapes are built
-//! and cast against (Rapier's shapes, via `parry`). Buildings are their
+//! whose bounds the ray passes near while it is within the city's heights,
+//! and only those items' shapes are built and cast against (Rapier's
+//! shapes, via `parry`), nearest entry first, until no farther entry can
+//! hold one of the nearest hits. Buildings are their
 //! extruded footprints, lines capsules, points and sensors balls; a vehicle
 //! is a ball where its latest reading puts it along its route. Shapes live
 //! in the scene's local east/north/up metres (x east, y north, z up), the
@@ -14,8 +16,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bevy::prelude::*;
 use bevy_rapier3d::prelude::Collider;
 use polis_protocol::{
-    Access, AssetKind, Geometry, MAX_PICK_HITS, PickHit, PickReply, PickRequest, PickTarget,
-    QUANTITY_DISTANCE_ALONG_ROUTE, shape,
+    Access, AssetKind, Geometry, GeometryClass, MAX_PICK_HITS, PickHit, PickReply, PickRequest,
+    PickTarget, QUANTITY_DISTANCE_ALONG_ROUTE, shape,
 };
 
 use crate::TwinSystems;
@@ -31,19 +33,33 @@ const SENSOR_RADIUS_M: f32 = 2.5;
 const VEHICLE_RADIUS_M: f32 = 6.0;
 /// Collider radius of point assets (stops, junctions, tanks), metres.
 const POINT_ASSET_RADIUS_M: f32 = 4.0;
+/// Half-widths of line assets' capsules, metres.
+const ROAD_RADIUS_M: f32 = 3.0;
+const ROUTE_RADIUS_M: f32 = 2.0;
+const OTHER_LINE_RADIUS_M: f32 = 1.5;
 /// How far a pick shape reaches beyond its item's bounds in the index,
 /// metres: the largest ball or capsule radius.
-const REACH_M: f32 = VEHICLE_RADIUS_M;
-/// Most intersections one pick collects: a ray along a huge city stops
-/// collecting there, which bounds the time and memory a request can cost.
-const MAX_CANDIDATES: usize = 4_096;
+const REACH_M: f32 = 6.0;
+const _: () = assert!(
+    REACH_M >= SENSOR_RADIUS_M
+        && REACH_M >= VEHICLE_RADIUS_M
+        && REACH_M >= POINT_ASSET_RADIUS_M
+        && REACH_M >= ROAD_RADIUS_M
+        && REACH_M >= ROUTE_RADIUS_M
+        && REACH_M >= OTHER_LINE_RADIUS_M
+);
+/// Most index entries one pick examines, nearest first: a ray along a huge
+/// city stops there, which bounds the time a request can cost (shapes are
+/// built only for the entries examined, and examining stops earlier as soon
+/// as no farther entry can hold one of the nearest hits).
+const MAX_EXAMINED: usize = 4_096;
 
 /// Half-width of a line asset's pick collider, metres.
 fn line_radius_m(kind: AssetKind) -> f32 {
     match kind {
-        AssetKind::Road => 3.0,
-        AssetKind::TransitRoute => 2.0,
-        _ => 1.5,
+        AssetKind::Road => ROAD_RADIUS_M,
+        AssetKind::TransitRoute => ROUTE_RADIUS_M,
+        _ => OTHER_LINE_RADIUS_M,
     }
 }
 
@@ -98,6 +114,7 @@ pub struct PickPlugin;
 impl Plugin for PickPlugin {
     fn build(&self, app: &mut App) {
         app.add_message::<PickRequested>()
+            .add_systems(Startup, measure_heights)
             .configure_sets(Update, PickSystems::Answer.after(TwinSystems::Interest))
             .add_systems(Update, answer_picks.in_set(PickSystems::Answer));
     }
@@ -225,18 +242,68 @@ fn bounds(points: &[[f32; 2]]) -> Option<(Vec2, Vec2)> {
     (min.is_finite() && max.is_finite()).then_some((min, max))
 }
 
+/// The heights between which every pick shape of the city lies, metres.
+#[derive(Resource, Debug, Clone, Copy)]
+pub(crate) struct HeightBand {
+    bottom_m: f32,
+    top_m: f32,
+}
+
+/// Finds the city's [`HeightBand`]: from the ground (lines and vehicles lie
+/// on it) to the tallest building, point asset or sensor, widened by the
+/// largest pick radius.
+pub(crate) fn measure_heights(
+    mut commands: Commands,
+    assets: Res<AssetTable>,
+    sensors: Res<SensorTable>,
+) {
+    let (mut bottom_m, mut top_m) = (0.0f32, 0.0f32);
+    for handle in (0u32..).take(assets.len()) {
+        match assets.geometry_class(handle) {
+            Some(GeometryClass::Footprint) => {
+                top_m = top_m.max(shape::building_height_m(assets.height_m(handle)));
+            }
+            Some(GeometryClass::Point) => {
+                if let Some(Geometry::Point([_, _, up_m])) = assets.geometry_enu_m(handle) {
+                    bottom_m = bottom_m.min(up_m);
+                    top_m = top_m.max(up_m);
+                }
+            }
+            Some(GeometryClass::Line) | None => {}
+        }
+    }
+    for handle in (0u32..).take(sensors.len()) {
+        if let Some(position) = sensors.position_enu_m(handle) {
+            bottom_m = bottom_m.min(position.z);
+            top_m = top_m.max(position.z);
+        }
+    }
+    commands.insert_resource(HeightBand {
+        bottom_m: bottom_m - REACH_M,
+        top_m: top_m + REACH_M,
+    });
+}
+
+/// Whether a sensor measuring `quantity` on an asset of `class` is a
+/// vehicle: its value is its distance along the line it belongs to.
+pub(crate) fn is_vehicle(quantity: &str, class: Option<GeometryClass>) -> bool {
+    quantity == QUANTITY_DISTANCE_ALONG_ROUTE && class == Some(GeometryClass::Line)
+}
+
 /// Where a sensor's pick shape is, and its radius: a vehicle where its
-/// latest reading puts it along its route, any other sensor at its place.
+/// latest reading puts it along its route (where it stands until it has
+/// one), any other sensor, aggregates included, at its place.
 fn sensor_ball(sensors: &SensorTable, assets: &AssetTable, handle: u32) -> Option<(Vec3, f32)> {
     let place = sensors.position_enu_m(handle)?;
-    if sensors.quantity(handle) != Some(QUANTITY_DISTANCE_ALONG_ROUTE) {
-        return Some((place, SENSOR_RADIUS_M));
-    }
-    let route = sensors.asset(handle).and_then(|a| assets.geometry_enu_m(a));
-    let Some(Geometry::Line(points)) =
-        route.filter(|r| matches!(r, Geometry::Line(p) if !p.is_empty()))
-    else {
-        return Some((place, SENSOR_RADIUS_M));
+    let route = sensors.asset(handle);
+    let vehicle = sensors.aggregate(handle).is_none()
+        && is_vehicle(
+            sensors.quantity(handle).unwrap_or_default(),
+            route.and_then(|r| assets.geometry_class(r)),
+        );
+    let points = match route.and_then(|r| assets.geometry_enu_m(r)) {
+        Some(Geometry::Line(points)) if vehicle && !points.is_empty() => points,
+        _ => return Some((place, SENSOR_RADIUS_M)),
     };
     let along = sensors
         .latest(handle)
@@ -263,18 +330,41 @@ impl Ray {
             true,
         )
     }
+
+    /// From where to where along the ray it is within `band`, if at all.
+    fn stretch_within(&self, band: HeightBand) -> Option<[f32; 2]> {
+        let (from_z, step_z) = (self.origin.z, self.direction.z);
+        let (mut from_m, mut to_m) = (0.0f32, self.max_m);
+        if step_z == 0.0 {
+            if from_z < band.bottom_m || from_z > band.top_m {
+                return None;
+            }
+        } else {
+            let a = (band.bottom_m - from_z) / step_z;
+            let b = (band.top_m - from_z) / step_z;
+            from_m = from_m.max(a.min(b));
+            to_m = to_m.min(a.max(b));
+        }
+        (from_m <= to_m).then_some([from_m, to_m])
+    }
 }
 
-/// Every item along `ray` that a viewer with `access` may see, unsorted,
-/// at most [`MAX_CANDIDATES`].
+/// The items along `ray` that a viewer with `access` may see, unsorted;
+/// among them the [`MAX_PICK_HITS`] nearest of all. Entries are examined
+/// nearest first, only where the ray is within the city's heights, and no
+/// further than where the nearest hits found so far end.
 fn cast(
     ray: &Ray,
     access: Access,
+    band: HeightBand,
     index: &SpatialIndex,
     assets: &AssetTable,
     sensors: &SensorTable,
 ) -> Vec<PickHit> {
     let mut hits = Vec::new();
+    let Some(stretch) = ray.stretch_within(band) else {
+        return hits;
+    };
     let sensor_hit = |handle: u32| -> Option<PickHit> {
         if !sensors.audience(handle)?.admits(access) {
             return None;
@@ -299,22 +389,35 @@ fn cast(
     };
     let origin = [ray.origin.x, ray.origin.y];
     let direction = [ray.direction.x, ray.direction.y];
-    for entry in index.entries_along(origin, direction, ray.max_m, REACH_M) {
+    let mut entries: Vec<(f32, ItemRef)> = index
+        .entries_along(origin, direction, stretch, REACH_M)
+        .collect();
+    entries.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    // Distances of the nearest hits so far, ascending, at most MAX_PICK_HITS.
+    let mut nearest: Vec<f32> = Vec::with_capacity(MAX_PICK_HITS + 1);
+    for (enter_m, entry) in entries.into_iter().take(MAX_EXAMINED) {
+        // An entry's shapes lie within its widened bounds, so none of its
+        // hits is nearer than where the ray enters them.
+        if nearest.len() == MAX_PICK_HITS && nearest.last().is_some_and(|&d| enter_m > d) {
+            break;
+        }
+        let before = hits.len();
         match entry {
             ItemRef::Asset(handle) => {
                 hits.extend(asset_hit(handle));
                 hits.extend(
                     assets
-                        .sensors_on(handle)
+                        .sensors_indexed_with(handle)
                         .iter()
                         .filter_map(|&s| sensor_hit(s)),
                 );
             }
             ItemRef::Sensor(handle) => hits.extend(sensor_hit(handle)),
         }
-        if hits.len() >= MAX_CANDIDATES {
-            hits.truncate(MAX_CANDIDATES);
-            break;
+        for hit in hits.get(before..).unwrap_or_default() {
+            let at = nearest.partition_point(|&d| d <= hit.distance_m);
+            nearest.insert(at, hit.distance_m);
+            nearest.truncate(MAX_PICK_HITS);
         }
     }
     hits
@@ -327,6 +430,7 @@ pub(crate) fn answer_picks(
     index: Res<SpatialIndex>,
     assets: Res<AssetTable>,
     sensors: Res<SensorTable>,
+    band: Res<HeightBand>,
     directory: Res<ViewerDirectory>,
     viewers: Query<&ViewerState>,
 ) {
@@ -343,7 +447,7 @@ pub(crate) fn answer_picks(
         };
         let mut hits = match access {
             Some(access) if ray.direction != Vec3::ZERO => {
-                cast(&ray, access, &index, &assets, &sensors)
+                cast(&ray, access, *band, &index, &assets, &sensors)
             }
             _ => Vec::new(),
         };

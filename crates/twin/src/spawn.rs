@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 
 use bevy::prelude::*;
-use polis_protocol::Georeference;
+use polis_protocol::{GeometryClass, Georeference};
 use polis_scene::{self as scene, Scene};
 
 use crate::city::{AssetTable, CityTooLarge, Flat, NewSensor, SensorTable};
 use crate::components::{Audience, StoredReading};
 use crate::index::{IndexedItem, SpatialIndex};
+use crate::pick::is_vehicle;
 use crate::privacy::{PrivacyOptions, add_groups, plan_groups};
 
 /// What the twin serves: the scene's name and georeference.
@@ -26,6 +27,30 @@ pub struct TwinInfo {
 
 fn widen([east_m, north_m]: [f32; 2]) -> [f64; 2] {
     [f64::from(east_m), f64::from(north_m)]
+}
+
+/// How far from its asset's shape a sensor may stand and still share the
+/// asset's index entry, metres.
+const SHARED_ENTRY_REACH_M: f32 = 50.0;
+
+/// Whether a sensor measuring `quantity` at `position` on `asset` shares
+/// the asset's index entry: when the asset is compact (a footprint or a
+/// point) and the sensor stands on or near it, and when it is a vehicle on
+/// its route (picking finds it anywhere along the route, whose box the
+/// entry is). Other sensors along lines (a main's meters, a road's
+/// counters) keep entries of their own, so a long line does not drag all
+/// of them into every query that meets its box.
+fn shares_entry(assets: &AssetTable, asset: u32, quantity: &str, position: Vec3) -> bool {
+    let class = assets.geometry_class(asset);
+    if is_vehicle(quantity, class) {
+        return true;
+    }
+    class.is_some_and(|class| class != GeometryClass::Line)
+        && assets.bounds_enu_m(asset).is_some_and(|(min, max)| {
+            let reach = SHARED_ENTRY_REACH_M;
+            (min[0] - reach..=max[0] + reach).contains(&position.x)
+                && (min[1] - reach..=max[1] + reach).contains(&position.y)
+        })
 }
 
 fn coordinate_count(geometry: &scene::Geometry) -> usize {
@@ -56,20 +81,22 @@ pub(crate) fn spawn_scene(
         asset_handles.insert(asset.id.as_str(), handle);
     }
     let mut sensors = SensorTable::with_capacity(scene.sensors.len());
-    // (asset, sensor) for every sensor placed on an asset.
-    let mut placed = Vec::with_capacity(scene.sensors.len());
+    // (asset, sensor) for every sensor that shares its asset's index entry.
+    let mut sharing = Vec::with_capacity(scene.sensors.len());
+    let mut own_entries = Vec::new();
     for sensor in &scene.sensors {
         let [e, n, u] = sensor.position_enu_m;
         let asset = sensor
             .asset
             .as_deref()
             .and_then(|id| asset_handles.get(id).copied());
+        let position_enu_m = Vec3::new(e as f32, n as f32, u as f32);
         let handle = sensors.push_scene_sensor(NewSensor {
             id: &sensor.id,
             domain: sensor.domain,
             quantity: &sensor.quantity,
             unit: &sensor.unit,
-            position_enu_m: Vec3::new(e as f32, n as f32, u as f32),
+            position_enu_m,
             asset,
             personal: sensor.personal,
             audience: if sensor.personal {
@@ -78,17 +105,18 @@ pub(crate) fn spawn_scene(
                 Audience::EVERYONE
             },
         })?;
-        if let Some(asset) = asset {
-            placed.push((asset, handle));
+        match asset.filter(|&a| shares_entry(&assets, a, &sensor.quantity, position_enu_m)) {
+            Some(asset) => sharing.push((asset, handle)),
+            None => own_entries.push(handle),
         }
     }
     drop(asset_handles);
-    assets.set_sensors(Flat::from_pairs(placed, "sensors placed on assets")?);
+    assets.set_indexed_with(Flat::from_pairs(sharing, "sensors indexed with assets")?);
 
-    // One index entry per asset, bounding it and the sensors placed on it
+    // One index entry per asset, bounding it and the sensors that share it
     // (a building and its meters are one entry, not several); one per
-    // sensor on no asset and per aggregate.
-    let mut index_items = Vec::with_capacity(scene.assets.len() + scene.sensors.len() / 8);
+    // other sensor and per aggregate.
+    let mut index_items = Vec::with_capacity(scene.assets.len() + own_entries.len());
     let position = |handle: u32| {
         sensors
             .position_enu_m(handle)
@@ -96,28 +124,17 @@ pub(crate) fn spawn_scene(
             .unwrap_or_default()
     };
     for handle in (0u32..).take(assets.len()) {
-        let placed = assets
-            .sensors_on(handle)
-            .iter()
-            .map(|&s| widen(position(s)));
-        match assets.bounds_enu_m(handle) {
-            Some((min, max)) => {
-                index_items.push(IndexedItem::asset(handle, widen(min), widen(max), placed));
-            }
-            // A shape without points: its sensors are still found.
-            None => index_items.extend(
-                assets
-                    .sensors_on(handle)
-                    .iter()
-                    .map(|&s| IndexedItem::sensor(s, widen(position(s)), widen(position(s)))),
-            ),
+        if let Some((min, max)) = assets.bounds_enu_m(handle) {
+            let sharing = assets
+                .sensors_indexed_with(handle)
+                .iter()
+                .map(|&s| widen(position(s)));
+            index_items.push(IndexedItem::asset(handle, widen(min), widen(max), sharing));
         }
     }
-    for handle in (0u32..).take(sensors.len()) {
-        if sensors.asset(handle).is_none() {
-            let point = widen(position(handle));
-            index_items.push(IndexedItem::sensor(handle, point, point));
-        }
+    for handle in own_entries {
+        let point = widen(position(handle));
+        index_items.push(IndexedItem::sensor(handle, point, point));
     }
     let groups = plan_groups(&sensors, privacy);
     let (aggregates_of, dirty, aggregate_items) = add_groups(&mut sensors, groups)?;

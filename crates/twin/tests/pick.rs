@@ -1,4 +1,4 @@
-//! Picking against the twin's colliders: rays through known assets return
+//! Picking against the twin's shapes: rays through known assets return
 //! them, nearest first, and never a sensor the viewer may not see.
 
 use std::sync::mpsc;
@@ -77,9 +77,13 @@ fn scene() -> Scene {
 }
 
 fn app() -> App {
+    app_with(scene())
+}
+
+fn app_with(scene: Scene) -> App {
     let mut app = App::new();
     app.add_plugins((TaskPoolPlugin::default(), bevy::time::TimePlugin))
-        .add_plugins(TwinPlugin::new(scene()))
+        .add_plugins(TwinPlugin::new(scene))
         .add_plugins(PickPlugin);
     for (id, access) in [(1, Access::Operator), (2, Access::Public)] {
         app.world_mut().write_message(ViewerConnected {
@@ -247,4 +251,40 @@ fn every_footprint_shape_is_hit_where_it_stands_and_missed_where_it_does_not() {
     assert_eq!(first(&hits).map(|h| h.0), Some("b-hexagon".to_owned()));
     assert!((hits[0].distance_m - 88.0).abs() < 0.01);
     assert!(pick(&mut app, 1, [1192.0, 2.0, 100.0], down).is_empty());
+}
+
+#[test]
+fn a_level_ray_down_a_long_row_returns_the_nearest_buildings_in_order() {
+    // Forty 10 m buildings in a row, 5 m apart, 12 m high.
+    let mut json: serde_json::Value =
+        serde_json::from_str(include_str!("../../../scenes/tiny.json")).expect("tiny is JSON");
+    for i in 0..40 {
+        let west = 3_000.0 + 15.0 * f64::from(i);
+        json["assets"]
+            .as_array_mut()
+            .expect("assets")
+            .push(serde_json::json!({
+                "id": format!("row-{i}"), "kind": "building", "height_m": 12.0,
+                "footprint_enu_m": [
+                    [west, -3_000.0], [west + 10.0, -3_000.0],
+                    [west + 10.0, -2_990.0], [west, -2_990.0]
+                ],
+                "attributes": {}
+            }));
+    }
+    let scene = Scene::from_json_str(&json.to_string(), "tiny+row.json").expect("scene loads");
+    let mut app = app_with(scene);
+    // At eye level from 50 m west of the row, looking east along it.
+    let hits = pick(&mut app, 1, [2_950.0, -2_995.0, 1.7], [1.0, 0.0, 0.0]);
+    let expected: Vec<String> = (0..MAX_PICK_HITS).map(|i| format!("row-{i}")).collect();
+    assert_eq!(ids(&hits), expected);
+    for (i, hit) in hits.iter().enumerate() {
+        let wall_m = 50.0 + 15.0 * i as f32;
+        assert!((hit.distance_m - wall_m).abs() < 0.01, "{hit:?}");
+    }
+    // The same ray above the roofs finds nothing; the one below them, from
+    // the far end looking back, finds the row from the other side.
+    assert!(pick(&mut app, 1, [2_950.0, -2_995.0, 40.0], [1.0, 0.0, 0.0]).is_empty());
+    let back = pick(&mut app, 1, [3_700.0, -2_995.0, 6.0], [-1.0, 0.0, 0.0]);
+    assert_eq!(back.first().map(|h| h.id.as_str()), Some("row-39"));
 }

@@ -532,5 +532,5 @@ fn an_area_query_checks_a_building_and_its_meter_each_at_its_own_place() {
         [ItemRef::Asset(0), ItemRef::Sensor(0)],
         "corners in either order"
     );
-    assert_eq!(assets.sensors_on(0), [0]);
+    assert_eq!(assets.sensors_indexed_with(0), [0]);
 }

@@ -108,13 +108,16 @@ fn synthetic_scene(
     }
 }
 
-/// Picks as a viewer's click makes them: for each area, a ray from 300 m
-/// up and to the south-west, 45° down through the area's middle. Returns
-/// the sorted latencies (one twin update each, µs) and the mean hit count.
+/// A pick ray: origin (east, north, up metres), unit direction, length.
+type PickRay = ([f32; 3], [f32; 3], f32);
+
+/// Picks as a viewer's clicks make them, one ray per area from `ray`.
+/// Returns the sorted latencies (one twin update each, µs) and the mean
+/// hit count.
 fn picks(
     app: &mut bevy::app::App,
     areas: &[([f64; 2], [f64; 2])],
-    window_m: f64,
+    ray: impl Fn([f64; 2]) -> PickRay,
 ) -> anyhow::Result<(Vec<f64>, f64)> {
     use polis_protocol::{Access, PickRequest, SharedMailbox};
     use polis_twin::{PickRequested, PickResponder, ViewerConnected, ViewerId};
@@ -129,19 +132,15 @@ fn picks(
     let mut latencies_us = Vec::with_capacity(areas.len());
     let mut hits = 0usize;
     for (request, (min, _)) in (0u32..).zip(areas) {
-        let middle = [min[0] + window_m / 2.0, min[1] + window_m / 2.0];
+        let (origin_enu_m, direction_enu, max_distance_m) = ray(*min);
         let (tx, rx) = std::sync::mpsc::channel();
         app.world_mut().write_message(PickRequested {
             viewer,
             request: PickRequest {
                 request,
-                origin_enu_m: [
-                    (middle[0] - 212.0) as f32,
-                    (middle[1] - 212.0) as f32,
-                    300.0,
-                ],
-                direction_enu: [0.5, 0.5, -std::f32::consts::FRAC_1_SQRT_2],
-                max_distance_m: 1_000.0,
+                origin_enu_m,
+                direction_enu,
+                max_distance_m,
             },
             responder: PickResponder::new(move |reply| {
                 let _ = tx.send(reply);
@@ -211,7 +210,23 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         latencies_us.push(started.elapsed().as_secs_f64() * 1e6);
     }
     latencies_us.sort_by(f64::total_cmp);
-    let (pick_us, picked) = picks(&mut app, &corners, window_m)?;
+    // A click from above: from 300 m up, 45° down through the area's middle.
+    let (pick_us, picked) = picks(&mut app, &corners, |min| {
+        let middle = [min[0] + window_m / 2.0, min[1] + window_m / 2.0];
+        let from = [
+            (middle[0] - 212.0) as f32,
+            (middle[1] - 212.0) as f32,
+            300.0,
+        ];
+        (from, [0.5, 0.5, -std::f32::consts::FRAC_1_SQRT_2], 1_000.0)
+    })?;
+    // A click at eye level: level, 20 km towards the north-east from 100 m
+    // south-west of the area, across the city's streets and blocks.
+    let (level_us, level_picked) = picks(&mut app, &corners, |min| {
+        let from = [(min[0] - 100.0) as f32, (min[1] - 100.0) as f32, 1.7];
+        let diagonal = std::f32::consts::FRAC_1_SQRT_2;
+        (from, [diagonal, diagonal, 0.0], 20_000.0)
+    })?;
     // Baseline: scan every meter position.
     let positions: Vec<[f64; 2]> = (0..buildings)
         .map(|i| {
@@ -244,6 +259,9 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         "pick_us_p50": percentile(&pick_us, 50.0),
         "pick_us_p99": percentile(&pick_us, 99.0),
         "pick_hits_mean": picked,
+        "pick_level_us_p50": percentile(&level_us, 50.0),
+        "pick_level_us_p99": percentile(&level_us, 99.0),
+        "pick_level_hits_mean": level_picked,
         "baseline_linear_scan_us_p50": percentile(&scan_us, 50.0),
         "baseline_linear_scan_us_p99": percentile(&scan_us, 99.0),
     });
@@ -264,6 +282,11 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
             "| pick: a ray 45° down through the middle of the area (p50 / p99, ~{picked:.1} hits) | {:.0} / {:.0} µs | – | – |",
             percentile(&pick_us, 50.0),
             percentile(&pick_us, 99.0),
+        );
+        println!(
+            "| pick: a level ray at eye height, 20 km across the city (p50 / p99, ~{level_picked:.1} hits) | {:.0} / {:.0} µs | – | – |",
+            percentile(&level_us, 50.0),
+            percentile(&level_us, 99.0),
         );
         println!(
             "| resident memory per building with its meter, picking included | {per_building:.0} B (scene file in memory alone: {:.0} B) | – | – |",
