@@ -317,7 +317,7 @@ pub(crate) struct IngestArgs {
     #[arg(long, default_value_t = 4)]
     window: usize,
     /// The server's ceiling of event-driven ticks, Hz (default: the
-    /// server's default, 250): a batch is acknowledged at the tick that
+    /// server's default, 10,000): a batch is acknowledged at the tick that
     /// applies it.
     #[arg(long)]
     max_tick_hz: Option<f64>,

@@ -75,7 +75,7 @@ pub(crate) struct FanoutArgs {
     #[arg(long)]
     tick_hz: Option<f64>,
     /// The server's ceiling of event-driven ticks, Hz (default: the server's
-    /// default, 250); equal to --tick-hz for fixed ticks.
+    /// default, 10,000); equal to --tick-hz for fixed ticks.
     #[arg(long)]
     max_tick_hz: Option<f64>,
     /// Start mosquitto with `set_tcp_nodelay true` (Nagle's algorithm off on
