@@ -125,9 +125,6 @@ pub(super) fn mqtt_eventloop(mut eventloop: rumqttc::EventLoop) -> rumqttc::Even
 
 // ------------------------------------------------- ingest (fan-in) baseline ---
 
-/// Unacknowledged QoS 1 publishes each baseline gateway keeps in flight
-/// (MQTT allows at most 65,535; rumqttc's default is 100).
-const FAN_IN_INFLIGHT: u16 = 100;
 /// Publish requests a baseline gateway's client queues ahead of its
 /// connection (at ~90,000 publishes/s: under 0.2 ms of queue).
 const FAN_IN_REQUEST_QUEUE: usize = 16;
@@ -186,6 +183,7 @@ pub(super) fn fan_in(
     dir: &Path,
     gateways: usize,
     sensors: usize,
+    inflight: u16,
     seconds: f64,
 ) -> anyhow::Result<Option<FanIn>> {
     let Some(broker) = Broker::start(dir, false)? else {
@@ -224,6 +222,7 @@ pub(super) fn fan_in(
                     gateway,
                     gateway * per_gateway..(gateway + 1) * per_gateway,
                     Arc::clone(&topics),
+                    inflight,
                     window,
                     Arc::clone(&tally),
                 ))
@@ -270,12 +269,13 @@ async fn fan_in_publisher(
     gateway: usize,
     sensors: std::ops::Range<usize>,
     topics: Arc<Vec<String>>,
+    inflight: u16,
     window: Window,
     tally: Arc<FanInTally>,
 ) -> anyhow::Result<()> {
     use rumqttc::{Event, Outgoing, Packet, QoS};
     let mut options = mqtt_options(format!("gateway-{gateway}"), port);
-    options.set_inflight(FAN_IN_INFLIGHT);
+    options.set_inflight(inflight.max(1));
     // A short request queue: a reading's send time is stamped before
     // `publish` waits for room, so a long queue would count time spent in the
     // client as the broker's.
