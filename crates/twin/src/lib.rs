@@ -8,6 +8,11 @@
 //! Per sensor the twin keeps the latest reading by *device* time: an older
 //! reading never replaces a newer one, an identical one is a no-op, and an
 //! unknown sensor id is refused with a reason.
+//!
+//! The city's assets and sensors are columns indexed by handle
+//! ([`AssetTable`], [`SensorTable`]), not entities, so a city of a million
+//! buildings costs a few hundred bytes per building; viewers are entities
+//! ([`ViewerState`]).
 
 mod apply;
 mod city;
