@@ -18,27 +18,65 @@ use crate::messages::{
 use crate::spawn::TwinInfo;
 use polis_protocol::Access;
 
-/// For each sensor handle, the viewers that see it.
+/// For each sensor handle, the viewers that see it: 4 bytes per sensor up
+/// to the highest watched handle, and a list only for sensors someone
+/// watches (a list slot per sensor took 24 bytes each in a large city).
 #[derive(Resource, Debug, Default)]
-pub(crate) struct Watchers(Vec<Vec<Entity>>);
+pub(crate) struct Watchers {
+    /// Index into `lists` per sensor handle, or [`Watchers::NONE`].
+    slots: Vec<u32>,
+    lists: Vec<Vec<Entity>>,
+    /// Lists no sensor uses, for reuse.
+    free: Vec<u32>,
+}
 
 impl Watchers {
+    const NONE: u32 = u32::MAX;
+
     fn add(&mut self, handle: u32, viewer: Entity) {
-        let slot = handle as usize;
-        if self.0.len() <= slot {
-            self.0.resize_with(slot + 1, Vec::new);
+        let index = handle as usize;
+        if self.slots.len() <= index {
+            self.slots.resize(index + 1, Self::NONE);
         }
-        self.0[slot].push(viewer);
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        if *slot == Self::NONE {
+            *slot = match self.free.pop() {
+                Some(free) => free,
+                None => {
+                    let Ok(next) = u32::try_from(self.lists.len()) else {
+                        return;
+                    };
+                    self.lists.push(Vec::new());
+                    next
+                }
+            };
+        }
+        if let Some(list) = self.lists.get_mut(*slot as usize) {
+            list.push(viewer);
+        }
     }
 
     fn remove(&mut self, handle: u32, viewer: Entity) {
-        if let Some(list) = self.0.get_mut(handle as usize) {
-            list.retain(|&e| e != viewer);
+        let Some(slot) = self.slots.get_mut(handle as usize) else {
+            return;
+        };
+        let Some(list) = self.lists.get_mut(*slot as usize) else {
+            return;
+        };
+        list.retain(|&e| e != viewer);
+        if list.is_empty() {
+            self.free.push(*slot);
+            *slot = Self::NONE;
         }
     }
 
     fn of(&self, handle: u32) -> &[Entity] {
-        self.0.get(handle as usize).map_or(&[], Vec::as_slice)
+        self.slots
+            .get(handle as usize)
+            .and_then(|&slot| self.lists.get(slot as usize))
+            .map_or(&[], Vec::as_slice)
     }
 }
 
@@ -347,4 +385,35 @@ pub(crate) fn measure_backlog(viewers: Query<&ViewerState>, mut backlog: ResMut<
         measured.total_entries += entries;
     }
     *backlog = measured;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watcher_lists_follow_adds_and_removes_and_are_reused() {
+        let (a, b) = (Entity::from_raw_u32(1), Entity::from_raw_u32(2));
+        let (Some(a), Some(b)) = (a, b) else {
+            panic!("entities from raw indices");
+        };
+        let mut watchers = Watchers::default();
+        watchers.add(7, a);
+        watchers.add(7, b);
+        watchers.add(2, a);
+        assert_eq!(watchers.of(7), [a, b]);
+        assert_eq!(watchers.of(2), [a]);
+        assert_eq!(watchers.of(3), [] as [Entity; 0]);
+        assert_eq!(watchers.of(1_000), [] as [Entity; 0]);
+        watchers.remove(7, a);
+        watchers.remove(7, b);
+        assert_eq!(watchers.of(7), [] as [Entity; 0]);
+        // The emptied list serves the next sensor watched.
+        watchers.add(5, b);
+        assert_eq!(watchers.of(5), [b]);
+        assert_eq!(watchers.lists.len(), 2);
+        watchers.remove(9, a);
+        watchers.remove(2, b);
+        assert_eq!(watchers.of(2), [a], "removing a viewer that is not there");
+    }
 }

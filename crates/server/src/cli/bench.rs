@@ -108,6 +108,41 @@ fn synthetic_scene(
     }
 }
 
+/// Subscribes the bench's viewer (id 1, connected by [`picks`]) to the box
+/// `min`..`max` (east, north metres); returns how many sensors it watches.
+fn watch(app: &mut bevy::app::App, min: [f64; 2], max: [f64; 2]) -> anyhow::Result<usize> {
+    use polis_protocol::{GeoBox, Subscribe};
+    use polis_twin::{TwinInfo, ViewerId, ViewerState, ViewerSubscribed};
+    let georef = app
+        .world()
+        .get_resource::<TwinInfo>()
+        .context("the twin has its info")?
+        .georeference;
+    let [lon_min_deg, lat_min_deg] = georef.lonlat_from_enu(min[0], min[1]);
+    let [lon_max_deg, lat_max_deg] = georef.lonlat_from_enu(max[0], max[1]);
+    app.world_mut().write_message(ViewerSubscribed {
+        viewer: ViewerId(1),
+        subscribe: Subscribe {
+            subscription: 1,
+            area: GeoBox {
+                lon_min_deg,
+                lat_min_deg,
+                lon_max_deg,
+                lat_max_deg,
+            },
+            layers: Vec::new(),
+            at_ms: None,
+            speed: 1.0,
+        },
+    });
+    app.update();
+    let world = app.world_mut();
+    let mut viewers = world.query::<&ViewerState>();
+    let watched = viewers.iter(world).map(|viewer| viewer.sensors.len()).sum();
+    anyhow::ensure!(watched > 0, "the bench's viewer watches no sensor");
+    Ok(watched)
+}
+
 /// A pick ray: origin (east, north, up metres), unit direction, length.
 type PickRay = ([f32; 3], [f32; 3], f32);
 
@@ -227,6 +262,17 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         let diagonal = std::f32::consts::FRAC_1_SQRT_2;
         (from, [diagonal, diagonal, 0.0], 20_000.0)
     })?;
+    // What a viewer's interest costs: the bench's viewer (connected by the
+    // picks) subscribes to the city's north-east corner, where the handles
+    // are highest, as memory per building.
+    let watching = resident_bytes();
+    let corner_m = (side * 15) as f64;
+    let watched = watch(
+        &mut app,
+        [corner_m - window_m, corner_m - window_m],
+        [corner_m; 2],
+    )?;
+    let viewer_bytes = resident_bytes().saturating_sub(watching) as f64 / buildings as f64;
     // Baseline: scan every meter position.
     let positions: Vec<[f64; 2]> = (0..buildings)
         .map(|i| {
@@ -262,6 +308,8 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         "pick_level_us_p50": percentile(&level_us, 50.0),
         "pick_level_us_p99": percentile(&level_us, 99.0),
         "pick_level_hits_mean": level_picked,
+        "viewer_watching_sensors": watched,
+        "viewer_resident_bytes_per_building": viewer_bytes.round(),
         "baseline_linear_scan_us_p50": percentile(&scan_us, 50.0),
         "baseline_linear_scan_us_p99": percentile(&scan_us, 99.0),
     });
@@ -291,6 +339,9 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         println!(
             "| resident memory per building with its meter, picking included | {per_building:.0} B (scene file in memory alone: {:.0} B) | – | – |",
             with_scene.saturating_sub(before) as f64 / buildings as f64
+        );
+        println!(
+            "| added by one viewer watching {watched} sensors at the city's far corner | {viewer_bytes:.1} B per building | – | – |"
         );
     }
     Ok(ExitCode::SUCCESS)
