@@ -38,6 +38,8 @@ pub struct Durable {
     history: History,
     keys_by_handle: Vec<SensorKey>,
     waiting: Mutex<VecDeque<Rejected>>,
+    /// Unparked when a commit completes (and so made room in the writer).
+    wake: std::sync::OnceLock<std::thread::Thread>,
 }
 
 impl Durable {
@@ -47,7 +49,15 @@ impl Durable {
             history,
             keys_by_handle,
             waiting: Mutex::new(VecDeque::new()),
+            wake: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Unparks `thread` whenever the writer has committed rows queued from
+    /// here: a twin held back by a full writer waits for that instead of
+    /// polling.
+    pub fn wake_on_commit(&self, thread: std::thread::Thread) {
+        let _ = self.wake.set(thread);
     }
 
     fn waiting(&self) -> std::sync::MutexGuard<'_, VecDeque<Rejected>> {
@@ -89,6 +99,13 @@ impl Durable {
 
     /// Queues rows (after anything already waiting).
     fn append(&self, rows: Vec<Row>, done: Box<dyn FnOnce(bool) + Send>) {
+        let done: Box<dyn FnOnce(bool) + Send> = match self.wake.get().cloned() {
+            Some(thread) => Box::new(move |committed| {
+                done(committed);
+                thread.unpark();
+            }),
+            None => done,
+        };
         if !self.retry_waiting() {
             self.waiting().push_back((rows, done));
             return;
@@ -144,6 +161,22 @@ impl NetLink {
     /// Splits the link for shutdown.
     pub fn into_parts(self) -> (NetServer, Option<Durable>) {
         (self.server, self.durable)
+    }
+
+    /// True while history cannot take more rows: the twin takes no new
+    /// events until the writer has committed.
+    pub fn held_back(&self) -> bool {
+        self.durable
+            .as_ref()
+            .is_some_and(|durable| !durable.waiting().is_empty())
+    }
+
+    /// Unparks `thread` whenever history has committed (see
+    /// [`Durable::wake_on_commit`]).
+    pub fn wake_on_commit(&self, thread: std::thread::Thread) {
+        if let Some(durable) = &self.durable {
+            durable.wake_on_commit(thread);
+        }
     }
 
     /// True when nothing is left to apply or record.

@@ -10,8 +10,8 @@ use bevy::prelude::*;
 use polis_net::NetStats;
 
 /// Upper bounds of the tick-duration histogram buckets, seconds.
-pub(crate) const TICK_BUCKETS_SECS: [f64; 11] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+pub(crate) const TICK_BUCKETS_SECS: [f64; 14] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
 /// Counters of the running server, shared with other threads (the HTTP
@@ -45,7 +45,7 @@ pub struct ServerMetrics {
     /// Ticks longer than the last bucket.
     tick_overflow: AtomicU64,
     /// Sum of tick durations, microseconds.
-    tick_sum_us: AtomicU64,
+    tick_sum_ns: AtomicU64,
 }
 
 impl ServerMetrics {
@@ -56,8 +56,8 @@ impl ServerMetrics {
             Some(bucket) => self.tick_buckets[bucket].fetch_add(1, Ordering::Relaxed),
             None => self.tick_overflow.fetch_add(1, Ordering::Relaxed),
         };
-        self.tick_sum_us
-            .fetch_add(duration.as_micros() as u64, Ordering::Relaxed);
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        self.tick_sum_ns.fetch_add(nanos, Ordering::Relaxed);
     }
 }
 
@@ -253,7 +253,7 @@ pub fn render_prometheus(observed: &Observed) -> String {
     let _ = writeln!(
         out,
         "polis_tick_duration_seconds_sum {}\npolis_tick_duration_seconds_count {cumulative}",
-        load(&m.tick_sum_us) as f64 / 1e6
+        load(&m.tick_sum_ns) as f64 / 1e9
     );
     out
 }
@@ -265,32 +265,33 @@ mod tests {
     #[test]
     fn histogram_is_cumulative_and_counts_every_tick() {
         let observed = Observed::default();
-        for micros in [100, 900, 3_000, 70_000, 2_000_000] {
+        for micros in [30, 80, 900, 3_000, 70_000, 2_000_000] {
             observed.metrics.observe_tick(Duration::from_micros(micros));
         }
         let text = render_prometheus(&observed);
+        for (bound, count) in [
+            ("0.00005", 1),
+            ("0.0001", 2),
+            ("0.0005", 2),
+            ("0.001", 3),
+            ("0.1", 5),
+            ("1", 5),
+            ("+Inf", 6),
+        ] {
+            assert!(
+                text.contains(&format!(
+                    "polis_tick_duration_seconds_bucket{{le=\"{bound}\"}} {count}\n"
+                )),
+                "{bound}: {text}"
+            );
+        }
         assert!(
-            text.contains("polis_tick_duration_seconds_bucket{le=\"0.0005\"} 1\n"),
+            text.contains("polis_tick_duration_seconds_count 6\n"),
             "{text}"
         );
+        // Summed in nanoseconds: microsecond ticks are not truncated away.
         assert!(
-            text.contains("polis_tick_duration_seconds_bucket{le=\"0.001\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("polis_tick_duration_seconds_bucket{le=\"0.1\"} 4\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("polis_tick_duration_seconds_bucket{le=\"1\"} 4\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("polis_tick_duration_seconds_bucket{le=\"+Inf\"} 5\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("polis_tick_duration_seconds_count 5\n"),
+            text.contains("polis_tick_duration_seconds_sum 2.07401\n"),
             "{text}"
         );
         assert!(text.contains("polis_ready 0\n"), "{text}");

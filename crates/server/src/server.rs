@@ -343,10 +343,9 @@ fn run_ticks(
     // The scene was spawned and dropped while the plugins were built.
     crate::memory::release_freed_memory();
     info!(tick_ms = tick.as_secs_f64() * 1e3, "twin running");
-    app.world()
-        .resource::<NetLink>()
-        .server()
-        .wake_on_event(std::thread::current());
+    let link = app.world().resource::<NetLink>();
+    link.server().wake_on_event(std::thread::current());
+    link.wake_on_commit(std::thread::current());
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
         app.update();
@@ -357,8 +356,8 @@ fn run_ticks(
         }
         // Wait for the next tick: as soon as network events wait (the
         // network thread unparks this thread when it queues one), but no
-        // sooner than `min_tick` after the last tick; without events, until
-        // the regular tick.
+        // sooner than `min_tick` after the last tick; while history is full,
+        // until it has committed; without events, until the regular tick.
         loop {
             let since = started.elapsed();
             let Some(rest) = tick.checked_sub(since) else {
@@ -367,7 +366,15 @@ fn run_ticks(
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            if app.world().resource::<NetLink>().server().pending_events() > 0 {
+            let link = app.world().resource::<NetLink>();
+            if link.held_back() {
+                // History is full and the tick takes no events: tick again
+                // once the writer has committed (it unparks this thread),
+                // not as often as events wait.
+                std::thread::park_timeout(rest.min(STOP_CHECK));
+                break;
+            }
+            if link.server().pending_events() > 0 {
                 match min_tick.checked_sub(since) {
                     Some(wait) => std::thread::sleep(wait.min(rest)),
                     None => break,
