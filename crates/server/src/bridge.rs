@@ -171,8 +171,9 @@ impl NetLink {
             .is_some_and(|durable| !durable.waiting().is_empty())
     }
 
-    /// Unparks `thread` whenever history has committed (see
-    /// [`Durable::wake_on_commit`]).
+    /// Unparks `thread` whenever history has committed rows queued from
+    /// this link: a twin held back by a full writer waits for that instead
+    /// of polling.
     pub fn wake_on_commit(&self, thread: std::thread::Thread) {
         if let Some(durable) = &self.durable {
             durable.wake_on_commit(thread);
