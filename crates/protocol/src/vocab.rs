@@ -239,6 +239,19 @@ pub struct GeoBox {
 }
 
 impl GeoBox {
+    /// The box whose corners are `min` and `max`, local east/north metres
+    /// of `georeference`.
+    pub fn from_enu(georeference: &Georeference, min: [f64; 2], max: [f64; 2]) -> GeoBox {
+        let [lon_min_deg, lat_min_deg] = georeference.lonlat_from_enu(min[0], min[1]);
+        let [lon_max_deg, lat_max_deg] = georeference.lonlat_from_enu(max[0], max[1]);
+        GeoBox {
+            lon_min_deg,
+            lat_min_deg,
+            lon_max_deg,
+            lat_max_deg,
+        }
+    }
+
     /// True when the box is finite, within WGS84 bounds and not inverted.
     pub fn is_valid(&self) -> bool {
         let finite = [

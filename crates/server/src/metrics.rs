@@ -44,7 +44,7 @@ pub struct ServerMetrics {
     tick_buckets: [AtomicU64; TICK_BUCKETS_SECS.len()],
     /// Ticks longer than the last bucket.
     tick_overflow: AtomicU64,
-    /// Sum of tick durations, microseconds.
+    /// Sum of tick durations, nanoseconds.
     tick_sum_ns: AtomicU64,
 }
 

@@ -55,7 +55,10 @@ fn area_query(c: &mut Criterion) {
         points
             .iter()
             .enumerate()
-            .map(|(i, p)| IndexedItem::sensor(i as u32, *p, *p))
+            .map(|(i, p)| {
+                let point = [p[0] as f32, p[1] as f32];
+                IndexedItem::sensor(i as u32, point, point)
+            })
             .collect(),
     );
     // A 320 m × 320 m area: ~1,000 sensors.

@@ -30,6 +30,17 @@ fn offset(len: usize, what: &'static str) -> Result<u32, CityTooLarge> {
     u32::try_from(len).map_err(|_| CityTooLarge(what))
 }
 
+/// Where item `index` lies, when items are stored end to end and `ends`
+/// holds where each one ends.
+fn span(ends: &[u32], index: usize) -> Option<std::ops::Range<usize>> {
+    let end = *ends.get(index)? as usize;
+    let start = match index.checked_sub(1) {
+        Some(previous) => *ends.get(previous)? as usize,
+        None => 0,
+    };
+    Some(start..end)
+}
+
 /// Lists end to end in one vector: list `i` is `items[ends[i - 1]..ends[i]]`
 /// (from 0 for the first). Lists past the last one pushed are empty.
 #[derive(Debug)]
@@ -68,15 +79,8 @@ impl<T> Flat<T> {
 
     /// List `index`; empty past the last list.
     pub(crate) fn get(&self, index: usize) -> &[T] {
-        let Some(&end) = self.ends.get(index) else {
-            return &[];
-        };
-        let start = match index.checked_sub(1) {
-            Some(previous) => self.ends.get(previous).copied().unwrap_or(0),
-            None => 0,
-        };
-        self.items
-            .get(start as usize..end as usize)
+        span(&self.ends, index)
+            .and_then(|range| self.items.get(range))
             .unwrap_or_default()
     }
 
@@ -124,12 +128,7 @@ impl Strings {
     }
 
     fn get(&self, index: usize) -> Option<&str> {
-        let end = *self.ends.get(index)? as usize;
-        let start = match index.checked_sub(1) {
-            Some(previous) => *self.ends.get(previous)? as usize,
-            None => 0,
-        };
-        self.text.get(start..end)
+        self.text.get(span(&self.ends, index)?)
     }
 
     fn shrink_to_fit(&mut self) {
@@ -161,16 +160,18 @@ impl AssetTable {
         self.kinds.push((asset.kind, asset.geometry.class()));
         self.heights_m
             .push(asset.height_m.map_or(f32::NAN, |h| h as f32));
-        let coords: Vec<f32> = match &asset.geometry {
+        let what = "asset coordinates";
+        match &asset.geometry {
             polis_scene::Geometry::Footprint(points) | polis_scene::Geometry::Line(points) => {
-                points
-                    .iter()
-                    .flat_map(|[e, n]| [*e as f32, *n as f32])
-                    .collect()
+                self.coords_enu_m.push(
+                    points.iter().flat_map(|[e, n]| [*e as f32, *n as f32]),
+                    what,
+                )?;
             }
-            polis_scene::Geometry::Point(point) => point.map(|c| c as f32).to_vec(),
-        };
-        self.coords_enu_m.push(coords, "asset coordinates")?;
+            polis_scene::Geometry::Point(point) => {
+                self.coords_enu_m.push(point.map(|c| c as f32), what)?;
+            }
+        }
         self.attributes.push(
             asset
                 .attributes
@@ -319,6 +320,16 @@ pub(crate) struct NewSensor<'a> {
     pub(crate) audience: Audience,
 }
 
+/// An aggregate to append to the table.
+pub(crate) struct NewAggregate<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) members: &'a [u32],
+    pub(crate) position_enu_m: Vec3,
+    pub(crate) asset: Option<u32>,
+    pub(crate) audience: Audience,
+    pub(crate) rule: AggregateRule,
+}
+
 /// What the latest-reading state byte means: no reading yet, a reading
 /// without a quality flag, or one with each flag.
 const NO_READING: u8 = 0;
@@ -363,8 +374,8 @@ pub struct SensorTable {
     latest_time_ms: Vec<i64>,
     latest_value: Vec<f64>,
     latest_state: Vec<u8>,
-    /// Handle of the first aggregate; every sensor from it on is one.
-    first_aggregate: u32,
+    /// Members and rule of each aggregate; aggregates are the last
+    /// `rules.len()` sensors.
     members: Flat<u32>,
     rules: Vec<AggregateRule>,
 }
@@ -396,22 +407,18 @@ impl SensorTable {
     }
 
     /// Appends a sensor's columns; returns its handle.
-    fn push(&mut self, sensor: NewSensor<'_>) -> Result<u32, CityTooLarge> {
+    fn push(
+        &mut self,
+        id: &str,
+        meta: SensorMeta,
+        position_enu_m: Vec3,
+        asset: Option<u32>,
+    ) -> Result<u32, CityTooLarge> {
         let handle = offset(self.meta.len(), "sensors")?;
-        if handle == NO_ASSET {
-            return Err(CityTooLarge("sensors"));
-        }
-        let meta = SensorMeta {
-            quantity: self.intern(sensor.quantity)?,
-            unit: self.intern(sensor.unit)?,
-            domain: sensor.domain,
-            audience: sensor.audience,
-            personal: sensor.personal,
-        };
-        self.ids.push(sensor.id, "sensor ids")?;
+        self.ids.push(id, "sensor ids")?;
         self.meta.push(meta);
-        self.positions_enu_m.push(sensor.position_enu_m);
-        self.assets.push(sensor.asset.unwrap_or(NO_ASSET));
+        self.positions_enu_m.push(position_enu_m);
+        self.assets.push(asset.unwrap_or(NO_ASSET));
         self.latest_time_ms.push(0);
         self.latest_value.push(0.0);
         self.latest_state.push(NO_READING);
@@ -421,33 +428,50 @@ impl SensorTable {
     /// Appends a scene sensor, addressable by its id (the first of a
     /// repeated id wins; validated scenes have none); returns its handle.
     pub(crate) fn push_scene_sensor(&mut self, sensor: NewSensor<'_>) -> Result<u32, CityTooLarge> {
-        let id = sensor.id;
-        let handle = self.push(sensor)?;
-        self.first_aggregate = handle.saturating_add(1);
-        if self.by_id(id).is_none() {
+        let meta = SensorMeta {
+            quantity: self.intern(sensor.quantity)?,
+            unit: self.intern(sensor.unit)?,
+            domain: sensor.domain,
+            audience: sensor.audience,
+            personal: sensor.personal,
+        };
+        let handle = self.push(sensor.id, meta, sensor.position_enu_m, sensor.asset)?;
+        if self.by_id(sensor.id).is_none() {
             let Self {
                 by_id, ids, hasher, ..
             } = self;
-            by_id.insert_unique(hasher.hash_one(id), handle, |&h| {
+            by_id.insert_unique(hasher.hash_one(sensor.id), handle, |&h| {
                 hasher.hash_one(ids.get(h as usize).unwrap_or_default())
             });
         }
         Ok(handle)
     }
 
-    /// Appends an aggregate of `members` (after every scene sensor);
-    /// returns its handle.
+    /// Appends an aggregate of `members` (after every scene sensor), which
+    /// measures what its first member does, in the same unit and layer, and
+    /// is seen by `audience`; returns its handle, or `None` without members.
     pub(crate) fn push_aggregate(
         &mut self,
-        sensor: NewSensor<'_>,
-        members: &[u32],
-        rule: AggregateRule,
-    ) -> Result<u32, CityTooLarge> {
-        let handle = self.push(sensor)?;
+        aggregate: NewAggregate<'_>,
+    ) -> Result<Option<u32>, CityTooLarge> {
+        let Some(like) = aggregate.members.first().and_then(|&m| self.meta(m)) else {
+            return Ok(None);
+        };
+        let meta = SensorMeta {
+            audience: aggregate.audience,
+            personal: false,
+            ..*like
+        };
+        let handle = self.push(
+            aggregate.id,
+            meta,
+            aggregate.position_enu_m,
+            aggregate.asset,
+        )?;
         self.members
-            .push(members.iter().copied(), "aggregate members")?;
-        self.rules.push(rule);
-        Ok(handle)
+            .push(aggregate.members.iter().copied(), "aggregate members")?;
+        self.rules.push(aggregate.rule);
+        Ok(Some(handle))
     }
 
     pub(crate) fn shrink_to_fit(&mut self) {
@@ -569,7 +593,8 @@ impl SensorTable {
 
     /// The members and rule of aggregate `handle`; `None` for scene sensors.
     pub(crate) fn aggregate(&self, handle: u32) -> Option<(&[u32], AggregateRule)> {
-        let index = handle.checked_sub(self.first_aggregate)? as usize;
+        let first_aggregate = self.meta.len().checked_sub(self.rules.len())?;
+        let index = (handle as usize).checked_sub(first_aggregate)?;
         Some((self.members.get(index), *self.rules.get(index)?))
     }
 

@@ -20,8 +20,9 @@ pub enum ItemRef {
 }
 
 /// One entry of the index: the bounds of an item in local east/north metres,
-/// stored as `f32` (millimetres within 100 km of the scene's origin; half the
-/// memory of `f64` bounds). Rounding is monotonic, so an item that meets a
+/// as `f32` like the tables' coordinates (millimetres within 100 km of the
+/// scene's origin; half the memory of `f64` bounds). Query boxes are rounded
+/// to `f32` the same way, and rounding is monotonic, so an item that meets a
 /// query box in `f64` still meets it. An asset's entry also bounds the
 /// sensors that share it and keeps the asset's own bounds.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,14 +41,14 @@ impl IndexedItem {
     /// `sensors_at` (east, north metres).
     pub fn asset(
         handle: u32,
-        min: [f64; 2],
-        max: [f64; 2],
-        sensors_at: impl IntoIterator<Item = [f64; 2]>,
+        min: [f32; 2],
+        max: [f32; 2],
+        sensors_at: impl IntoIterator<Item = [f32; 2]>,
     ) -> Self {
-        let own = AABB::from_corners(f32_point(min), f32_point(max));
+        let own = AABB::from_corners(min, max);
         let mut envelope = own;
         for point in sensors_at {
-            envelope.merge(&AABB::from_point(f32_point(point)));
+            envelope.merge(&AABB::from_point(point));
         }
         Self {
             envelope,
@@ -58,8 +59,8 @@ impl IndexedItem {
 
     /// A sensor with an entry of its own (or an aggregate) with bounds
     /// `min`..`max` (east, north metres).
-    pub fn sensor(handle: u32, min: [f64; 2], max: [f64; 2]) -> Self {
-        let own = AABB::from_corners(f32_point(min), f32_point(max));
+    pub fn sensor(handle: u32, min: [f32; 2], max: [f32; 2]) -> Self {
+        let own = AABB::from_corners(min, max);
         Self {
             envelope: own,
             own,
@@ -204,35 +205,45 @@ struct Segment {
     reach_m: f32,
 }
 
+/// The part of the stretch `[enter, leave]` of a ray (at `from`, moving by
+/// `step` per unit along it, on one axis) that lies within `lo..=hi` on
+/// that axis, if any: one axis of the slab test.
+pub(crate) fn clip_to_slab(
+    [enter, leave]: [f32; 2],
+    from: f32,
+    step: f32,
+    [lo, hi]: [f32; 2],
+) -> Option<[f32; 2]> {
+    if step == 0.0 {
+        return (lo <= from && from <= hi && enter <= leave).then_some([enter, leave]);
+    }
+    let (a, b) = ((lo - from) / step, (hi - from) / step);
+    let (enter, leave) = (enter.max(a.min(b)), leave.min(a.max(b)));
+    (enter <= leave).then_some([enter, leave])
+}
+
 impl Segment {
     /// How far along the ray it enters the widened `envelope`, if it does.
     fn enters(&self, envelope: &AABB<[f32; 2]>) -> Option<f32> {
         let (lower, upper) = (envelope.lower(), envelope.upper());
-        let (mut enter, mut leave) = (self.from_m, self.to_m);
+        let mut stretch = [self.from_m, self.to_m];
         for axis in 0..2 {
-            let (lo, hi) = (lower[axis] - self.reach_m, upper[axis] + self.reach_m);
-            let (from, step) = (self.origin[axis], self.direction[axis]);
-            if step == 0.0 {
-                if from < lo || from > hi {
-                    return None;
-                }
-                continue;
-            }
-            let (a, b) = ((lo - from) / step, (hi - from) / step);
-            enter = enter.max(a.min(b));
-            leave = leave.min(a.max(b));
+            stretch = clip_to_slab(
+                stretch,
+                self.origin[axis],
+                self.direction[axis],
+                [lower[axis] - self.reach_m, upper[axis] + self.reach_m],
+            )?;
         }
-        (enter <= leave).then_some(enter)
+        Some(stretch[0])
     }
 }
 
+/// Entries are tested once, where [`SpatialIndex::entries_along`] also
+/// learns where the ray enters them; only nodes are tested here.
 impl rstar::SelectionFunction<IndexedItem> for Segment {
     fn should_unpack_parent(&self, envelope: &AABB<[f32; 2]>) -> bool {
         self.enters(envelope).is_some()
-    }
-
-    fn should_unpack_leaf(&self, leaf: &IndexedItem) -> bool {
-        self.enters(&leaf.envelope).is_some()
     }
 }
 

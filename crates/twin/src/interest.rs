@@ -73,6 +73,13 @@ impl Watchers {
         }
     }
 
+    /// Removes `viewer` from the lists of every sensor it sees.
+    fn forget(&mut self, viewer: Entity, state: &ViewerState) {
+        for &handle in &state.sensors {
+            self.remove(handle, viewer);
+        }
+    }
+
     fn of(&self, handle: u32) -> &[Entity] {
         self.slots
             .get(handle as usize)
@@ -141,9 +148,7 @@ pub(crate) fn connect_viewers(
                 "viewer id connected twice; replacing the old one"
             );
             if let Ok(state) = viewers.get(old) {
-                for &handle in &state.sensors {
-                    watchers.remove(handle, old);
-                }
+                watchers.forget(old, state);
             }
             commands.entity(old).despawn();
         }
@@ -214,9 +219,7 @@ pub(crate) fn update_interest(
         let fresh = state.area_enu_m.is_none() || travel.is_some() || state.travel.is_some();
         let state = &mut *state;
         if fresh {
-            for &handle in &state.sensors {
-                watchers.remove(handle, entity);
-            }
+            watchers.forget(entity, state);
             state.sensors.clear();
             state.assets.clear();
         }
@@ -322,9 +325,7 @@ pub(crate) fn disconnect_viewers(
             if state.travel.is_some() {
                 playback.write(PlaybackCommand::Stop(*viewer));
             }
-            for &handle in &state.sensors {
-                watchers.remove(handle, entity);
-            }
+            watchers.forget(entity, state);
         }
         commands.entity(entity).despawn();
     }

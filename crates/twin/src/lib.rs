@@ -105,24 +105,14 @@ impl Plugin for TwinPlugin {
             tracing::error!("TwinPlugin built twice; ignoring the second build");
             return;
         };
-        if let Err(error) = spawn::spawn_scene(app.world_mut(), &scene, &self.privacy) {
+        let city = spawn::build_city(&scene, &self.privacy).unwrap_or_else(|error| {
             // Unreachable for scenes a machine can hold in memory (ids
             // beyond 4 GiB, over 65,536 quantity and unit names): the twin
             // serves an empty city and says why.
             tracing::error!(%error, scene = %scene.name, "the scene was not loaded");
-            let world = app.world_mut();
-            world.insert_resource(TwinInfo {
-                scene_name: scene.name.clone(),
-                georeference: scene.georeference,
-                asset_count: 0,
-                sensor_count: 0,
-            });
-            world.insert_resource(SpatialIndex::bulk_load(Vec::new()));
-            world.init_resource::<AssetTable>();
-            world.init_resource::<SensorTable>();
-            world.init_resource::<privacy::AggregatesOf>();
-            world.init_resource::<privacy::DirtyAggregates>();
-        }
+            spawn::City::empty(&scene)
+        });
+        city.insert_into(app.world_mut());
         drop(scene);
         let restored = std::mem::take(
             &mut *self

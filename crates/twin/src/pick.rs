@@ -23,7 +23,7 @@ use polis_protocol::{
 use crate::TwinSystems;
 use crate::city::{AssetTable, SensorTable};
 use crate::components::ViewerState;
-use crate::index::{ItemRef, SpatialIndex};
+use crate::index::{ItemRef, SpatialIndex, clip_to_slab};
 use crate::interest::ViewerDirectory;
 use crate::messages::ViewerId;
 
@@ -301,8 +301,11 @@ fn sensor_ball(sensors: &SensorTable, assets: &AssetTable, handle: u32) -> Optio
             sensors.quantity(handle).unwrap_or_default(),
             route.and_then(|r| assets.geometry_class(r)),
         );
+    if !vehicle {
+        return Some((place, SENSOR_RADIUS_M));
+    }
     let points = match route.and_then(|r| assets.geometry_enu_m(r)) {
-        Some(Geometry::Line(points)) if vehicle && !points.is_empty() => points,
+        Some(Geometry::Line(points)) if !points.is_empty() => points,
         _ => return Some((place, SENSOR_RADIUS_M)),
     };
     let along = sensors
@@ -333,19 +336,12 @@ impl Ray {
 
     /// From where to where along the ray it is within `band`, if at all.
     fn stretch_within(&self, band: HeightBand) -> Option<[f32; 2]> {
-        let (from_z, step_z) = (self.origin.z, self.direction.z);
-        let (mut from_m, mut to_m) = (0.0f32, self.max_m);
-        if step_z == 0.0 {
-            if from_z < band.bottom_m || from_z > band.top_m {
-                return None;
-            }
-        } else {
-            let a = (band.bottom_m - from_z) / step_z;
-            let b = (band.top_m - from_z) / step_z;
-            from_m = from_m.max(a.min(b));
-            to_m = to_m.min(a.max(b));
-        }
-        (from_m <= to_m).then_some([from_m, to_m])
+        clip_to_slab(
+            [0.0, self.max_m],
+            self.origin.z,
+            self.direction.z,
+            [band.bottom_m, band.top_m],
+        )
     }
 }
 

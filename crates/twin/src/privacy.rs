@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use bevy::prelude::*;
 
-use crate::city::{AggregateRule, CityTooLarge, Flat, NewSensor, SensorTable};
+use crate::city::{AggregateRule, CityTooLarge, Flat, NewAggregate, SensorTable};
 use crate::components::{Audience, StoredReading};
 use crate::index::IndexedItem;
 
@@ -178,44 +178,39 @@ pub(crate) fn add_groups(
     let mut items = Vec::with_capacity(groups.len());
     let mut handles = Vec::with_capacity(groups.len());
     for group in groups {
-        let Some(&first) = group.members.first() else {
-            continue;
-        };
-        let (Some(domain), Some(quantity), Some(unit)) = (
-            sensors.domain(first),
-            sensors.quantity(first).map(str::to_owned),
-            sensors.unit(first).map(str::to_owned),
-        ) else {
+        let Some(additive) = group
+            .members
+            .first()
+            .and_then(|&first| sensors.quantity(first))
+            .map(is_additive)
+        else {
             continue;
         };
         let mut sum = Vec3::ZERO;
-        let (mut min, mut max) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
+        let (mut min, mut max) = ([f32::INFINITY; 2], [f32::NEG_INFINITY; 2]);
         for p in group
             .members
             .iter()
             .filter_map(|&m| sensors.position_enu_m(m))
         {
             sum += p;
-            min = [min[0].min(f64::from(p.x)), min[1].min(f64::from(p.y))];
-            max = [max[0].max(f64::from(p.x)), max[1].max(f64::from(p.y))];
+            min = [min[0].min(p.x), min[1].min(p.y)];
+            max = [max[0].max(p.x), max[1].max(p.y)];
         }
-        let handle = sensors.push_aggregate(
-            NewSensor {
-                id: &group.id,
-                domain,
-                quantity: &quantity,
-                unit: &unit,
-                position_enu_m: sum / group.members.len().max(1) as f32,
-                asset: group.asset,
-                personal: false,
-                audience: group.audience,
-            },
-            &group.members,
-            AggregateRule {
-                additive: is_additive(&quantity),
+        let Some(handle) = sensors.push_aggregate(NewAggregate {
+            id: &group.id,
+            members: &group.members,
+            position_enu_m: sum / group.members.len().max(1) as f32,
+            asset: group.asset,
+            audience: group.audience,
+            rule: AggregateRule {
+                additive,
                 min_members: group.min_members,
             },
-        )?;
+        })?
+        else {
+            continue;
+        };
         memberships.extend(group.members.iter().map(|&member| (member, handle)));
         handles.push(handle);
         items.push(IndexedItem::sensor(handle, min, max));

@@ -10,7 +10,7 @@ use crate::city::{AssetTable, CityTooLarge, Flat, NewSensor, SensorTable};
 use crate::components::{Audience, StoredReading};
 use crate::index::{IndexedItem, SpatialIndex};
 use crate::pick::is_vehicle;
-use crate::privacy::{PrivacyOptions, add_groups, plan_groups};
+use crate::privacy::{AggregatesOf, DirtyAggregates, PrivacyOptions, add_groups, plan_groups};
 
 /// What the twin serves: the scene's name and georeference.
 #[derive(Resource, Debug, Clone)]
@@ -23,10 +23,6 @@ pub struct TwinInfo {
     pub asset_count: usize,
     /// Number of sensors.
     pub sensor_count: usize,
-}
-
-fn widen([east_m, north_m]: [f32; 2]) -> [f64; 2] {
-    [f64::from(east_m), f64::from(north_m)]
 }
 
 /// How far from its asset's shape a sensor may stand and still share the
@@ -60,15 +56,49 @@ fn coordinate_count(geometry: &scene::Geometry) -> usize {
     }
 }
 
+/// Everything the twin knows of the city, ready to go into the world.
+pub(crate) struct City {
+    info: TwinInfo,
+    index: SpatialIndex,
+    assets: AssetTable,
+    sensors: SensorTable,
+    aggregates_of: AggregatesOf,
+    dirty: DirtyAggregates,
+}
+
+impl City {
+    /// No assets and no sensors, under `scene`'s name and georeference.
+    pub(crate) fn empty(scene: &Scene) -> Self {
+        Self {
+            info: TwinInfo {
+                scene_name: scene.name.clone(),
+                georeference: scene.georeference,
+                asset_count: 0,
+                sensor_count: 0,
+            },
+            index: SpatialIndex::bulk_load(Vec::new()),
+            assets: AssetTable::default(),
+            sensors: SensorTable::default(),
+            aggregates_of: AggregatesOf::default(),
+            dirty: DirtyAggregates::default(),
+        }
+    }
+
+    /// Inserts every part as a resource.
+    pub(crate) fn insert_into(self, world: &mut World) {
+        world.insert_resource(self.info);
+        world.insert_resource(self.index);
+        world.insert_resource(self.assets);
+        world.insert_resource(self.sensors);
+        world.insert_resource(self.aggregates_of);
+        world.insert_resource(self.dirty);
+    }
+}
+
 /// Builds the tables of every asset and sensor of a (validated) scene, the
-/// privacy aggregates and the spatial index, and inserts them. Handles are
-/// the items' positions in the scene, so they are stable for a given scene
-/// file. On error nothing is inserted.
-pub(crate) fn spawn_scene(
-    world: &mut World,
-    scene: &Scene,
-    privacy: &PrivacyOptions,
-) -> Result<(), CityTooLarge> {
+/// privacy aggregates and the spatial index. Handles are the items'
+/// positions in the scene, so they are stable for a given scene file.
+pub(crate) fn build_city(scene: &Scene, privacy: &PrivacyOptions) -> Result<City, CityTooLarge> {
     let coords = scene
         .assets
         .iter()
@@ -128,12 +158,12 @@ pub(crate) fn spawn_scene(
             let sharing = assets
                 .sensors_indexed_with(handle)
                 .iter()
-                .map(|&s| widen(position(s)));
-            index_items.push(IndexedItem::asset(handle, widen(min), widen(max), sharing));
+                .map(|&s| position(s));
+            index_items.push(IndexedItem::asset(handle, min, max, sharing));
         }
     }
     for handle in own_entries {
-        let point = widen(position(handle));
+        let point = position(handle);
         index_items.push(IndexedItem::sensor(handle, point, point));
     }
     let groups = plan_groups(&sensors, privacy);
@@ -141,18 +171,19 @@ pub(crate) fn spawn_scene(
     index_items.extend(aggregate_items);
     assets.shrink_to_fit();
     sensors.shrink_to_fit();
-    world.insert_resource(TwinInfo {
-        scene_name: scene.name.clone(),
-        georeference: scene.georeference,
-        asset_count: scene.assets.len(),
-        sensor_count: scene.sensors.len(),
-    });
-    world.insert_resource(SpatialIndex::bulk_load(index_items));
-    world.insert_resource(assets);
-    world.insert_resource(sensors);
-    world.insert_resource(aggregates_of);
-    world.insert_resource(dirty);
-    Ok(())
+    Ok(City {
+        info: TwinInfo {
+            scene_name: scene.name.clone(),
+            georeference: scene.georeference,
+            asset_count: scene.assets.len(),
+            sensor_count: scene.sensors.len(),
+        },
+        index: SpatialIndex::bulk_load(index_items),
+        assets,
+        sensors,
+        aggregates_of,
+        dirty,
+    })
 }
 
 /// Sets the latest reading of each listed sensor; returns how many were known.

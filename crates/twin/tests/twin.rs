@@ -43,15 +43,7 @@ fn push(app: &mut App, seq: u64, readings: Vec<Reading>) -> BatchAck {
 
 /// A box in lon/lat covering local east/north metres `min`..`max` of the tiny scene.
 fn area(min: [f64; 2], max: [f64; 2]) -> GeoBox {
-    let georef = tiny().georeference;
-    let [lon_min_deg, lat_min_deg] = georef.lonlat_from_enu(min[0], min[1]);
-    let [lon_max_deg, lat_max_deg] = georef.lonlat_from_enu(max[0], max[1]);
-    GeoBox {
-        lon_min_deg,
-        lat_min_deg,
-        lon_max_deg,
-        lat_max_deg,
-    }
+    GeoBox::from_enu(&tiny().georeference, min, max)
 }
 
 fn west() -> GeoBox {

@@ -118,18 +118,11 @@ fn watch(app: &mut bevy::app::App, min: [f64; 2], max: [f64; 2]) -> anyhow::Resu
         .get_resource::<TwinInfo>()
         .context("the twin has its info")?
         .georeference;
-    let [lon_min_deg, lat_min_deg] = georef.lonlat_from_enu(min[0], min[1]);
-    let [lon_max_deg, lat_max_deg] = georef.lonlat_from_enu(max[0], max[1]);
     app.world_mut().write_message(ViewerSubscribed {
         viewer: ViewerId(1),
         subscribe: Subscribe {
             subscription: 1,
-            area: GeoBox {
-                lon_min_deg,
-                lat_min_deg,
-                lon_max_deg,
-                lat_max_deg,
-            },
+            area: GeoBox::from_enu(&georef, min, max),
             layers: Vec::new(),
             at_ms: None,
             speed: 1.0,

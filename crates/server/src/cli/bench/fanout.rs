@@ -277,14 +277,7 @@ impl Layout {
             (tx + 2) as f64 * tile_m - SPACING_M / 2.0,
             (ty + 2) as f64 * tile_m - SPACING_M / 2.0,
         ];
-        let [lon_min_deg, lat_min_deg] = self.georeference.lonlat_from_enu(min[0], min[1]);
-        let [lon_max_deg, lat_max_deg] = self.georeference.lonlat_from_enu(max[0], max[1]);
-        GeoBox {
-            lon_min_deg,
-            lat_min_deg,
-            lon_max_deg,
-            lat_max_deg,
-        }
+        GeoBox::from_enu(&self.georeference, min, max)
     }
 
     /// Mean sensors in a viewer's area.
