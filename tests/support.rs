@@ -358,15 +358,7 @@ impl Viewer {
 
 /// A lon/lat box covering local east/north metres `min`..`max` of the tiny scene.
 pub fn area(min: [f64; 2], max: [f64; 2]) -> GeoBox {
-    let georef = tiny().georeference;
-    let [lon_min_deg, lat_min_deg] = georef.lonlat_from_enu(min[0], min[1]);
-    let [lon_max_deg, lat_max_deg] = georef.lonlat_from_enu(max[0], max[1]);
-    GeoBox {
-        lon_min_deg,
-        lat_min_deg,
-        lon_max_deg,
-        lat_max_deg,
-    }
+    GeoBox::from_enu(&tiny().georeference, min, max)
 }
 
 /// The tiny scene's west cluster.
