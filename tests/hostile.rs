@@ -133,6 +133,7 @@ async fn limits_answer_with_explicit_errors() {
             layers: vec![],
             at_ms: None,
             speed: 1.0,
+            publish_interval_ms: 0,
         }))
         .await
         .expect("sent");

@@ -300,6 +300,7 @@ async fn bad_clients_get_clear_errors_while_others_keep_being_served() {
             layers: vec![],
             at_ms: None,
             speed: 1.0,
+            publish_interval_ms: 0,
         }))
         .await
         .expect("sent");
@@ -339,11 +340,98 @@ async fn bad_clients_get_clear_errors_while_others_keep_being_served() {
             layers: vec![],
             at_ms: None,
             speed: 1.0,
+            publish_interval_ms: 0,
         }))
         .await
         .expect("sent");
     expect_server_error(&mut bad_area, ErrorCode::InvalidArea).await;
     still_served(&mut gateway, &mut viewer, 5).await;
+
+    // A publishing interval beyond the limit.
+    let mut bad_interval = Session::connect(&server.options(Role::Viewer, VIEWER_TOKEN))
+        .await
+        .expect("connects");
+    bad_interval
+        .send(&ClientToServer::Subscribe(Subscribe {
+            subscription: 1,
+            area: west(),
+            layers: vec![],
+            at_ms: None,
+            speed: 1.0,
+            publish_interval_ms: polis_protocol::MAX_PUBLISH_INTERVAL_MS + 1,
+        }))
+        .await
+        .expect("sent");
+    expect_server_error(&mut bad_interval, ErrorCode::InvalidRequest).await;
+    still_served(&mut gateway, &mut viewer, 6).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publishing_interval_coalesces_values_but_never_holds_back_area_changes() {
+    const INTERVAL_MS: u32 = 400;
+    let server = TestServer::start();
+    let mut gateway = server.gateway().await;
+    let mut paced = server.viewer(west(), vec![]).await;
+    paced.until(WAIT, |v| v.snapshots_complete == 1).await;
+    // The same area again: nothing enters or leaves, only the interval changes.
+    paced.publish_interval_ms = INTERVAL_MS;
+    paced.subscribe(west(), vec![]).await;
+
+    // Eight changes of one sensor, 50 ms apart: one latest value per
+    // interval reaches the viewer, and the last one always does.
+    let start_ms = 1_700_000_000_000;
+    for step in 0..8 {
+        gateway
+            .push(vec![reading(
+                "meter-b-west-1",
+                start_ms + step * 1_000,
+                step as f64,
+            )])
+            .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last = (start_ms + 7_000, 7.0);
+    paced
+        .until(WAIT, |v| v.values.get("meter-b-west-1") == Some(&last))
+        .await;
+    let arrivals = &paced.value_frames;
+    assert!(
+        (1..=3).contains(&arrivals.len()),
+        "8 changes in ~0.4 s reach a viewer with a {INTERVAL_MS} ms interval in at most 3 frames, got {}",
+        arrivals.len()
+    );
+    for pair in arrivals.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(250),
+            "value frames {gap:?} apart under a {INTERVAL_MS} ms interval"
+        );
+    }
+
+    // Under a one-minute interval a new value waits ...
+    paced.publish_interval_ms = 60_000;
+    paced.subscribe(west(), vec![]).await;
+    gateway
+        .push(vec![reading("meter-b-west-2", start_ms + 9_000, 9.0)])
+        .await;
+    let held = tokio::time::timeout(Duration::from_millis(1_500), paced.step()).await;
+    assert!(
+        held.is_err(),
+        "a value arrived within 1.5 s of a one-minute interval: {held:?}"
+    );
+    // ... but moving the area does not: what enters comes at once, and the
+    // held value with it.
+    let moved = tokio::time::Instant::now();
+    paced
+        .subscribe(area([-400.0, -35.0], [400.0, 50.0]), vec![])
+        .await;
+    paced
+        .until(WAIT, |v| {
+            v.ids.values().any(|id| id == "flow-pipe-1")
+                && v.values.get("meter-b-west-2") == Some(&(start_ms + 9_000, 9.0))
+        })
+        .await;
+    assert!(moved.elapsed() < Duration::from_secs(10));
 }
 
 /// A scene of `side × side` sensors on a 10 m grid, each on its own junction.
@@ -400,6 +488,7 @@ async fn a_stalled_viewer_does_not_delay_others_and_costs_bounded_memory() {
             layers: vec![],
             at_ms: None,
             speed: 1.0,
+            publish_interval_ms: 0,
         }))
         .await
         .expect("sent");

@@ -138,6 +138,8 @@ impl TestServer {
             snapshots_complete: 0,
             history: Vec::new(),
             picks: Vec::new(),
+            value_frames: Vec::new(),
+            publish_interval_ms: 0,
             subscription: 0,
         };
         viewer.subscribe(area, layers).await;
@@ -251,6 +253,10 @@ pub struct Viewer {
     pub history: Vec<polis_protocol::HistoryReply>,
     /// Pick replies received.
     pub picks: Vec<polis_protocol::PickReply>,
+    /// When each update frame carrying values arrived.
+    pub value_frames: Vec<tokio::time::Instant>,
+    /// The publishing interval the next [`Viewer::subscribe`] asks for, ms.
+    pub publish_interval_ms: u32,
     subscription: u32,
 }
 
@@ -265,6 +271,7 @@ impl Viewer {
                 layers: vec![],
                 at_ms,
                 speed,
+                publish_interval_ms: 0,
             }))
             .await
             .expect("subscribe sent");
@@ -280,6 +287,7 @@ impl Viewer {
                 layers,
                 at_ms: None,
                 speed: 1.0,
+                publish_interval_ms: self.publish_interval_ms,
             }))
             .await
             .expect("subscribe sent");
@@ -317,6 +325,9 @@ impl Viewer {
                 }
                 for sensor in &update.entered_sensors {
                     self.learn(sensor);
+                }
+                if !update.values.is_empty() {
+                    self.value_frames.push(tokio::time::Instant::now());
                 }
                 for value in &update.values {
                     let id = self

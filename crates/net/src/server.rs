@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use polis_protocol::{
     Access, BatchAck, ClientToServer, DecodeError, ErrorCode, Georeference, Hello, HelloReply,
-    HistoryReply, HistoryRequest, MAX_FRAME_BYTES, MAX_READINGS_PER_BATCH, PROTOCOL_VERSION,
-    PickReply, PickRequest, ProtocolError, ReadingBatch, Rejection, Role, ServerToGateway,
-    ServerToViewer, SharedMailbox, Subscribe, Welcome, check_hello,
+    HistoryReply, HistoryRequest, MAX_FRAME_BYTES, MAX_PUBLISH_INTERVAL_MS, MAX_READINGS_PER_BATCH,
+    PROTOCOL_VERSION, PickReply, PickRequest, ProtocolError, ReadingBatch, Rejection, Role,
+    ServerToGateway, ServerToViewer, SharedMailbox, Subscribe, Welcome, check_hello,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -853,9 +853,12 @@ async fn serve_viewer(
     }
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let (replies_tx, mut replies_rx) = mpsc::channel::<ServerToViewer>(2);
+    // The viewer's publishing interval, set by its latest subscription.
+    let publish_interval_ms = AtomicU32::new(0);
     let limits = context.limits;
     let mut subscriptions_allowed = Bucket::new(limits.max_subscriptions_per_second, 10.0);
     let mut closing = context.closing.clone();
+    let (publish_interval_ms, ready) = (&publish_interval_ms, &ready);
     let read_side = async move {
         let ended = loop {
             let next = tokio::select! {
@@ -931,6 +934,18 @@ async fn serve_viewer(
                     ),
                 });
             }
+            if subscribe.publish_interval_ms > MAX_PUBLISH_INTERVAL_MS {
+                break SessionEnd::Protocol(ProtocolError {
+                    code: ErrorCode::InvalidRequest,
+                    detail: format!(
+                        "publishing interval of {} ms exceeds the limit of {MAX_PUBLISH_INTERVAL_MS} ms",
+                        subscribe.publish_interval_ms
+                    ),
+                });
+            }
+            publish_interval_ms.store(subscribe.publish_interval_ms, Ordering::Relaxed);
+            // Values held back under a longer interval may go now.
+            ready.notify_one();
             let event = NetEvent::ViewerSubscribed { viewer, subscribe };
             if !context.send_event(event).await {
                 break SessionEnd::ServerStopping;
@@ -941,8 +956,19 @@ async fn serve_viewer(
     };
     let frame_bytes = context.viewer_frame_bytes;
     let stats = &context.stats;
+    // Until when value updates wait, having last left at `sent_at`: only
+    // while nothing but values is pending and the interval has not passed.
+    // While they wait, further values wake nobody (`hold_values`).
+    let held_until = |sent_at: Option<tokio::time::Instant>| {
+        let interval_ms = publish_interval_ms.load(Ordering::Relaxed);
+        let due = sent_at? + Duration::from_millis(u64::from(interval_ms));
+        (interval_ms > 0 && due > tokio::time::Instant::now() && mailbox.hold_values())
+            .then_some(due)
+    };
     let write_side = async {
+        let mut sent_at = None;
         loop {
+            let held = held_until(sent_at);
             tokio::select! {
                 biased;
                 _ = &mut stop_rx => return None,
@@ -954,11 +980,19 @@ async fn serve_viewer(
                     continue;
                 }
                 () = ready.notified() => {}
+                () = tokio::time::sleep_until(held.unwrap_or_else(tokio::time::Instant::now)),
+                    if held.is_some() => {}
+            }
+            // A change that must not wait (an area change, a snapshot) or the
+            // end of the interval sends; more values alone keep waiting.
+            if held_until(sent_at).is_some() {
+                continue;
             }
             let frames = mailbox.drain_frames(frame_bytes);
             if frames.is_empty() {
                 continue;
             }
+            sent_at = Some(tokio::time::Instant::now());
             let values: usize = frames.iter().map(values_in).sum();
             match writer.send_all(&frames).await {
                 Ok(bytes) => {

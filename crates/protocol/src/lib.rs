@@ -45,10 +45,13 @@ pub use messages::{
 pub use vocab::{Access, AssetKind, Domain, GeoBox, GeometryClass, Georeference, Role};
 
 /// The protocol version this crate speaks. A server refuses other versions.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// ALPN identifier negotiated by TLS; includes the protocol generation.
-pub const ALPN: &[u8] = b"polis/3";
+pub const ALPN: &[u8] = b"polis/4";
+
+/// Longest [`Subscribe::publish_interval_ms`] a server accepts (one minute).
+pub const MAX_PUBLISH_INTERVAL_MS: u32 = 60_000;
 
 /// Largest frame payload either side accepts, in bytes (1 MiB). Larger frames
 /// are refused before any allocation.

@@ -8,6 +8,7 @@
 //! a slow or stalled viewer costs bounded memory and never delays anyone else.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::messages::{AssetInfo, SensorInfo, ServerToViewer, Snapshot, Update, ValueUpdate};
@@ -95,6 +96,18 @@ impl ViewerMailbox {
             && self.left_assets.is_empty()
             && self.left_sensors.is_empty()
             && self.values.is_empty()
+    }
+
+    /// True when value updates are waiting and nothing else: no snapshot,
+    /// nothing entering or leaving the area. Only such a mailbox may be held
+    /// back to a viewer's publishing interval.
+    pub fn holds_only_values(&self) -> bool {
+        !self.values.is_empty()
+            && self.snapshot.is_none()
+            && self.entered_assets.is_empty()
+            && self.entered_sensors.is_empty()
+            && self.left_assets.is_empty()
+            && self.left_sensors.is_empty()
     }
 
     /// How many entries are waiting (assets, sensors, departures and values).
@@ -256,6 +269,9 @@ pub struct SharedMailbox {
 struct SharedInner {
     mailbox: Mutex<ViewerMailbox>,
     wake: Box<dyn Fn() + Send + Sync>,
+    /// Set by [`SharedMailbox::hold_values`] until the next drain: more
+    /// values then wake nobody.
+    holding: AtomicBool,
 }
 
 impl std::fmt::Debug for SharedMailbox {
@@ -272,43 +288,56 @@ impl SharedMailbox {
             inner: Arc::new(SharedInner {
                 mailbox: Mutex::new(ViewerMailbox::default()),
                 wake: Box::new(wake),
+                holding: AtomicBool::new(false),
             }),
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, ViewerMailbox> {
+        self.inner
+            .mailbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Changes the mailbox under its lock, then wakes the draining side if
-    /// anything is pending.
+    /// anything is pending, unless the draining side holds values back (see
+    /// [`SharedMailbox::hold_values`]) and values are all that is pending.
     pub fn update<R>(&self, change: impl FnOnce(&mut ViewerMailbox) -> R) -> R {
-        let (result, pending) = {
-            let mut mailbox = self
-                .inner
-                .mailbox
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (result, wake) = {
+            let mut mailbox = self.lock();
             let result = change(&mut mailbox);
-            (result, !mailbox.is_empty())
+            let held = self.inner.holding.load(Ordering::Relaxed) && mailbox.holds_only_values();
+            (result, !mailbox.is_empty() && !held)
         };
-        if pending {
+        if wake {
             (self.inner.wake)();
         }
         result
     }
 
     /// Takes everything pending as frames; see [`ViewerMailbox::drain_frames`].
+    /// Ends a hold.
     pub fn drain_frames(&self, frame_budget_bytes: usize) -> Vec<ServerToViewer> {
-        self.inner
-            .mailbox
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .drain_frames(frame_budget_bytes)
+        let mut mailbox = self.lock();
+        self.inner.holding.store(false, Ordering::Relaxed);
+        mailbox.drain_frames(frame_budget_bytes)
+    }
+
+    /// If only value updates wait (see [`ViewerMailbox::holds_only_values`]),
+    /// holds them back until the next drain and returns true: further values
+    /// no longer wake the draining side, anything else still does. A
+    /// viewer's publishing interval uses this, so that a held viewer costs
+    /// no wake-up per tick.
+    pub fn hold_values(&self) -> bool {
+        let mailbox = self.lock();
+        let hold = mailbox.holds_only_values();
+        self.inner.holding.store(hold, Ordering::Relaxed);
+        hold
     }
 
     /// How many entries are waiting; see [`ViewerMailbox::pending_entries`].
     pub fn pending_entries(&self) -> usize {
-        self.inner
-            .mailbox
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pending_entries()
+        self.lock().pending_entries()
     }
 }

@@ -51,6 +51,33 @@ fn batch_golden_bytes() {
 }
 
 #[test]
+fn subscribe_golden_bytes() {
+    let subscribe = ClientToServer::Subscribe(Subscribe {
+        subscription: 7,
+        area: GeoBox {
+            lon_min_deg: 0.0,
+            lat_min_deg: 0.0,
+            lon_max_deg: 1.0,
+            lat_max_deg: 1.0,
+        },
+        layers: vec![Domain::Water],
+        at_ms: None,
+        speed: 1.0,
+        publish_interval_ms: 300,
+    });
+    let mut expected = vec![43, 0, 0, 0, 1, 7]; // length; variant Subscribe; id 7
+    expected.extend_from_slice(&0.0f64.to_le_bytes());
+    expected.extend_from_slice(&0.0f64.to_le_bytes());
+    expected.extend_from_slice(&1.0f64.to_le_bytes());
+    expected.extend_from_slice(&1.0f64.to_le_bytes());
+    expected.extend_from_slice(&[1, 2]); // one layer: Water
+    expected.push(0); // at_ms None
+    expected.extend_from_slice(&1.0f32.to_le_bytes());
+    expected.extend_from_slice(&[0xac, 0x02]); // publish interval 300 varint
+    assert_eq!(frame(&subscribe), expected);
+}
+
+#[test]
 fn ack_golden_bytes() {
     let ack = ServerToGateway::Ack(BatchAck {
         seq: 2,

@@ -152,3 +152,29 @@ fn shared_mailbox_wakes_the_drain_side_only_when_something_is_pending() {
     assert_eq!(shared.drain_frames(1024).len(), 1);
     assert_eq!(shared.pending_entries(), 0);
 }
+
+#[test]
+fn only_value_updates_may_be_held_back() {
+    let mut mailbox = ViewerMailbox::default();
+    assert!(
+        !mailbox.holds_only_values(),
+        "an empty mailbox holds nothing"
+    );
+    mailbox.value(value(1, 10, 1.0));
+    assert!(mailbox.holds_only_values());
+
+    mailbox.enter_sensor(sensor(2));
+    assert!(
+        !mailbox.holds_only_values(),
+        "a sensor entering the area must not wait for the publishing interval"
+    );
+    mailbox.drain_frames(4096);
+
+    mailbox.value(value(1, 20, 2.0));
+    mailbox.leave_sensor(3);
+    assert!(!mailbox.holds_only_values(), "nor one leaving it");
+    mailbox.drain_frames(4096);
+
+    mailbox.begin_snapshot(9);
+    assert!(!mailbox.holds_only_values(), "nor a snapshot");
+}

@@ -179,8 +179,8 @@ proptest! {
     }
 
     #[test]
-    fn subscriptions_roundtrip(subscription in any::<u32>(), area in arb_geobox(), layers in prop::collection::vec(arb_domain(), 0..4), at_ms in prop::option::of(any::<i64>()), speed in any::<f32>(), split in any::<usize>()) {
-        assert_roundtrip(&ClientToServer::Subscribe(Subscribe { subscription, area, layers, at_ms, speed }), split);
+    fn subscriptions_roundtrip(subscription in any::<u32>(), area in arb_geobox(), layers in prop::collection::vec(arb_domain(), 0..4), at_ms in prop::option::of(any::<i64>()), speed in any::<f32>(), publish_interval_ms in any::<u32>(), split in any::<usize>()) {
+        assert_roundtrip(&ClientToServer::Subscribe(Subscribe { subscription, area, layers, at_ms, speed, publish_interval_ms }), split);
     }
 
     #[test]

@@ -80,6 +80,7 @@ fn connect_as(
             layers,
             at_ms: None,
             speed: 1.0,
+            publish_interval_ms: 0,
         },
     });
     app.update();
@@ -229,6 +230,7 @@ fn moving_the_area_enters_and_leaves_items_and_redirects_updates() {
             layers: vec![],
             at_ms: None,
             speed: 1.0,
+            publish_interval_ms: 0,
         },
     });
     app.update();

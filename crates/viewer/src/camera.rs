@@ -69,9 +69,19 @@ pub struct Subscription {
     sent: Option<(Vec2, f32)>,
     /// Seconds since the app started when it was sent.
     sent_at_s: f32,
+    /// The publishing interval every subscription asks for, ms.
+    publish_interval_ms: u32,
 }
 
 impl Subscription {
+    /// No subscription yet; each will ask for `publish_interval_ms`.
+    pub fn with_publish_interval(publish_interval_ms: u32) -> Self {
+        Self {
+            publish_interval_ms,
+            ..Self::default()
+        }
+    }
+
     /// Forget the area (a new connection must subscribe again).
     pub fn reset(&mut self) {
         self.sent = None;
@@ -132,6 +142,7 @@ pub fn follow_camera(
         layers: Vec::new(),
         at_ms: None,
         speed: 1.0,
+        publish_interval_ms: subscription.publish_interval_ms,
     });
     if link.send(message) {
         subscription.id = id;

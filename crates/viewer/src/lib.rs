@@ -64,6 +64,12 @@ pub struct Args {
     /// ending at --distance from it.
     #[arg(long)]
     pub focus: Option<String>,
+    /// Receive value updates at most this often, ms: the server sends each
+    /// sensor's latest value once per interval (for a thin link); 0, the
+    /// default, sends every change at once. Moving the camera is never held
+    /// back.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(..=i64::from(polis_protocol::MAX_PUBLISH_INTERVAL_MS)))]
+    pub publish_interval_ms: u32,
     /// Window size, WIDTHxHEIGHT pixels.
     #[arg(long, default_value = "1280x720")]
     pub size: String,
@@ -115,6 +121,7 @@ pub struct ViewerPlugin {
     start: Orbit,
     focus: Option<String>,
     captures: Vec<(PathBuf, f32)>,
+    publish_interval_ms: u32,
 }
 
 impl Plugin for ViewerPlugin {
@@ -140,7 +147,9 @@ impl Plugin for ViewerPlugin {
         let (layer, palette) = (self.layer, self.palette);
         app.insert_resource(ClearColor(GROUND))
             .init_resource::<City>()
-            .init_resource::<Subscription>()
+            .insert_resource(Subscription::with_publish_interval(
+                self.publish_interval_ms,
+            ))
             .init_resource::<Drag>()
             .init_resource::<Selection>()
             .insert_resource(Focus(self.focus.clone(), self.start.distance_m))
@@ -468,6 +477,7 @@ fn build(args: Args) -> Result<App, String> {
         palette,
         start,
         focus: args.focus,
+        publish_interval_ms: args.publish_interval_ms,
         captures,
     });
     Ok(app)

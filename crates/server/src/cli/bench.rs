@@ -126,6 +126,7 @@ fn watch(app: &mut bevy::app::App, min: [f64; 2], max: [f64; 2]) -> anyhow::Resu
             layers: Vec::new(),
             at_ms: None,
             speed: 1.0,
+            publish_interval_ms: 0,
         },
     });
     app.update();

@@ -39,6 +39,10 @@ pub(crate) struct WatchArgs {
     /// Playback speed when travelling (simulated seconds per second; 0 holds).
     #[arg(long, default_value_t = 1.0, requires = "at")]
     speed: f32,
+    /// Receive value updates at most this often, ms (the server coalesces
+    /// in between: one latest value per sensor); 0 sends each change at once.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(..=i64::from(polis_protocol::MAX_PUBLISH_INTERVAL_MS)))]
+    publish_interval_ms: u32,
 }
 
 fn parse_bbox(text: &str) -> anyhow::Result<GeoBox> {
@@ -108,6 +112,7 @@ pub(crate) fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         layers,
         at_ms,
         speed: args.speed,
+        publish_interval_ms: args.publish_interval_ms,
     };
     runtime.block_on(watch(&options, subscribe, args.json, duration))?;
     Ok(ExitCode::SUCCESS)

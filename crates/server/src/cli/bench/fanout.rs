@@ -78,6 +78,11 @@ pub(crate) struct FanoutArgs {
     /// default, 10,000); equal to --tick-hz for fixed ticks.
     #[arg(long)]
     max_tick_hz: Option<f64>,
+    /// Each Polis viewer's publishing interval, ms (`Subscribe::
+    /// publish_interval_ms`): value updates reach it at most this often,
+    /// coalesced in between; 0 sends each change at once.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(..=i64::from(polis_protocol::MAX_PUBLISH_INTERVAL_MS)))]
+    publish_interval_ms: u32,
     /// Start mosquitto with `set_tcp_nodelay true` (Nagle's algorithm off on
     /// the broker's sockets; mosquitto's default leaves it on).
     #[arg(long)]
@@ -741,6 +746,7 @@ fn finish_phase(
 async fn polis_viewer(
     options: ClientOptions,
     area: GeoBox,
+    publish_interval_ms: u32,
     window: Arc<std::sync::OnceLock<Window>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     histogram: Arc<LatencyHistogram>,
@@ -756,6 +762,7 @@ async fn polis_viewer(
                 layers: Vec::new(),
                 at_ms: None,
                 speed: 1.0,
+                publish_interval_ms,
             }))
             .await?;
         let mut subscribed = false;
@@ -908,6 +915,7 @@ fn run_polis(
             tokio::spawn(polis_viewer(
                 options(VIEWER_TOKEN, Role::Viewer),
                 layout.area(viewer),
+                args.publish_interval_ms,
                 Arc::clone(&window_cell),
                 stop_rx.clone(),
                 Arc::clone(&histogram),
@@ -1253,7 +1261,7 @@ pub(crate) fn run(mut args: FanoutArgs) -> anyhow::Result<ExitCode> {
     )?);
     let area_sensors = layout.mean_area_sensors();
     eprintln!(
-        "fanout: {} viewers, {} sensors ({}×{} tiles of {}×{} sensors; ~{area_sensors:.0} sensors per viewer), {rate:.0} changes/s, server tick {} Hz (event-driven up to {} Hz), {:.0} s measured",
+        "fanout: {} viewers, {} sensors ({}×{} tiles of {}×{} sensors; ~{area_sensors:.0} sensors per viewer), {rate:.0} changes/s, server tick {} Hz (event-driven up to {} Hz), Polis viewers' publishing interval {} ms, {:.0} s measured",
         args.viewers,
         args.sensors,
         layout.tiles,
@@ -1262,6 +1270,7 @@ pub(crate) fn run(mut args: FanoutArgs) -> anyhow::Result<ExitCode> {
         layout.tile_side,
         args.tick_hz.unwrap_or(crate::DEFAULT_TICK_HZ),
         args.max_tick_hz.unwrap_or(crate::DEFAULT_MAX_TICK_HZ),
+        args.publish_interval_ms,
         args.seconds
     );
     let dir = tempfile::tempdir()?;
@@ -1310,6 +1319,7 @@ fn report(
             "changes_per_second": rate,
             "tick_hz": args.tick_hz.unwrap_or(crate::DEFAULT_TICK_HZ),
             "max_tick_hz": args.max_tick_hz.unwrap_or(crate::DEFAULT_MAX_TICK_HZ),
+            "publish_interval_ms": args.publish_interval_ms,
             "seconds": args.seconds,
             "polis": polis.json(),
             "mosquitto": mosquitto.map(Phase::json),
