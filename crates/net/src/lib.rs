@@ -16,6 +16,7 @@ mod framing;
 mod gateway;
 mod server;
 mod tls;
+mod woken;
 
 pub use client::{ClientError, ClientOptions, Session};
 pub use framing::FrameError;

@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::close_code;
 use crate::framing::{FrameError, FrameReader, FrameWriter};
 use crate::tls::{ServerIdentity, TlsError};
+use crate::woken::poll_when_woken;
 
 /// How long a client has to send its [`Hello`] after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -859,7 +860,9 @@ async fn serve_viewer(
     let mut subscriptions_allowed = Bucket::new(limits.max_subscriptions_per_second, 10.0);
     let mut closing = context.closing.clone();
     let (publish_interval_ms, ready) = (&publish_interval_ms, &ready);
-    let read_side = async move {
+    // Polled only when the stream has something for it, not each time the
+    // write side is woken for a value.
+    let read_side = poll_when_woken(async move {
         let ended = loop {
             let next = tokio::select! {
                 next = reader.next::<ClientToServer>() => next,
@@ -953,7 +956,7 @@ async fn serve_viewer(
         };
         let _ = stop_tx.send(());
         ended
-    };
+    });
     let frame_bytes = context.viewer_frame_bytes;
     let stats = &context.stats;
     // Until when value updates wait, having last left at `sent_at`: only
