@@ -971,28 +971,38 @@ async fn serve_viewer(
     let write_side = async {
         let mut sent_at = None;
         loop {
-            let held = held_until(sent_at);
-            tokio::select! {
-                biased;
-                _ = &mut stop_rx => return None,
-                reply = replies_rx.recv() => {
-                    let reply = reply?;
-                    if let Err(err) = writer.send(&reply).await {
-                        return Some(SessionEnd::Lost(err.to_string()));
+            // Held: wait for the interval's end, a change that must not
+            // wait (an area change, a snapshot), a reply or the stop, then
+            // look again. Never wait for a change while holding: held values
+            // wake nobody.
+            if let Some(due) = held_until(sent_at) {
+                tokio::select! {
+                    biased;
+                    _ = &mut stop_rx => return None,
+                    reply = replies_rx.recv() => {
+                        if let Err(err) = writer.send(&reply?).await {
+                            return Some(SessionEnd::Lost(err.to_string()));
+                        }
                     }
-                    continue;
+                    () = ready.notified() => {}
+                    () = tokio::time::sleep_until(due) => {}
                 }
-                () = ready.notified() => {}
-                () = tokio::time::sleep_until(held.unwrap_or_else(tokio::time::Instant::now)),
-                    if held.is_some() => {}
-            }
-            // A change that must not wait (an area change, a snapshot) or the
-            // end of the interval sends; more values alone keep waiting.
-            if held_until(sent_at).is_some() {
                 continue;
             }
+            // Not held: send what waits (which ends any hold), else wait
+            // for the twin's next change.
             let frames = mailbox.drain_frames(frame_bytes);
             if frames.is_empty() {
+                tokio::select! {
+                    biased;
+                    _ = &mut stop_rx => return None,
+                    reply = replies_rx.recv() => {
+                        if let Err(err) = writer.send(&reply?).await {
+                            return Some(SessionEnd::Lost(err.to_string()));
+                        }
+                    }
+                    () = ready.notified() => {}
+                }
                 continue;
             }
             sent_at = Some(tokio::time::Instant::now());
