@@ -271,7 +271,7 @@ impl Viewer {
                 layers: vec![],
                 at_ms,
                 speed,
-                publish_interval_ms: 0,
+                publish_interval_ms: self.publish_interval_ms,
             }))
             .await
             .expect("subscribe sent");
@@ -291,6 +291,23 @@ impl Viewer {
             }))
             .await
             .expect("subscribe sent");
+    }
+
+    /// Waits until the server has read everything sent on this session so
+    /// far (a pick is answered only after the frames before it were
+    /// handled), applying frames meanwhile.
+    pub async fn barrier(&mut self, timeout: Duration) {
+        let answered = self.picks.len();
+        self.session
+            .send(&ClientToServer::Pick(polis_protocol::PickRequest {
+                request: u32::MAX,
+                origin_enu_m: [0.0, 0.0, 1_000.0],
+                direction_enu: [0.0, 0.0, 1.0],
+                max_distance_m: 1.0,
+            }))
+            .await
+            .expect("pick sent");
+        self.until(timeout, |v| v.picks.len() > answered).await;
     }
 
     fn learn(&mut self, sensor: &polis_protocol::SensorInfo) {

@@ -989,8 +989,21 @@ async fn serve_viewer(
                 }
                 continue;
             }
-            // Not held: send what waits (which ends any hold), else wait
+            // Not held: the stop and replies first, so that a mailbox the
+            // twin refills faster than the stream drains it cannot starve
+            // them; then send what waits (which ends any hold), else wait
             // for the twin's next change.
+            tokio::select! {
+                biased;
+                _ = &mut stop_rx => return None,
+                reply = replies_rx.recv() => {
+                    if let Err(err) = writer.send(&reply?).await {
+                        return Some(SessionEnd::Lost(err.to_string()));
+                    }
+                    continue;
+                }
+                () = std::future::ready(()) => {}
+            }
             let frames = mailbox.drain_frames(frame_bytes);
             if frames.is_empty() {
                 tokio::select! {

@@ -62,7 +62,11 @@ impl<F: Future> Future for PollWhenWoken<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.get_mut();
         {
-            let mut task = this.flag.task.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut task = this
+                .flag
+                .task
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if !task.as_ref().is_some_and(|task| task.will_wake(cx.waker())) {
                 *task = Some(cx.waker().clone());
             }
@@ -123,7 +127,11 @@ mod tests {
         let mut wrapped = Pin::new(&mut wrapped);
 
         assert!(wrapped.as_mut().poll(&mut cx).is_pending());
-        assert_eq!(polls.load(Ordering::Relaxed), 1, "the first poll goes through");
+        assert_eq!(
+            polls.load(Ordering::Relaxed),
+            1,
+            "the first poll goes through"
+        );
         // The task is polled again for someone else's sake: the inner future is not.
         for _ in 0..10 {
             assert!(wrapped.as_mut().poll(&mut cx).is_pending());
@@ -132,7 +140,12 @@ mod tests {
 
         // Its own wake-up wakes the task and lets the next poll through.
         ready.store(true, Ordering::Relaxed);
-        inner_waker.lock().expect("lock").take().expect("registered").wake();
+        inner_waker
+            .lock()
+            .expect("lock")
+            .take()
+            .expect("registered")
+            .wake();
         assert_eq!(task_wakes.load(Ordering::Relaxed), 1);
         assert!(wrapped.as_mut().poll(&mut cx).is_ready());
         assert_eq!(polls.load(Ordering::Relaxed), 2);

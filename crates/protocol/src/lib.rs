@@ -14,8 +14,10 @@
 //!   outcome for every reading that was not accepted;
 //! - a **viewer** sends [`ClientToServer::Subscribe`] (again whenever its area
 //!   or layers change) and receives a [`Snapshot`] of the area, possibly in
-//!   several parts, then an [`Update`] per tick with changed values and the
-//!   assets and sensors entering and leaving the area.
+//!   several parts, then [`Update`]s with changed values and the assets and
+//!   sensors entering and leaving the area, as soon as the twin has applied
+//!   them or, with a publishing interval, at most once per interval for
+//!   values alone.
 //!
 //! Either side may send a typed [`ProtocolError`] before closing.
 //!

@@ -2,7 +2,8 @@
 //!
 //! The twin writes changes into a viewer's [`ViewerMailbox`] as they happen;
 //! the viewer's connection drains it into frames whenever the connection can
-//! send. Between two drains the latest value of a sensor replaces the previous
+//! send (and, under a publishing interval, values only once the interval
+//! has passed). Between two drains the latest value of a sensor replaces the previous
 //! one, and an asset that enters and leaves again cancels out, so a mailbox
 //! never holds more than one entry per asset and sensor of the viewer's area:
 //! a slow or stalled viewer costs bounded memory and never delays anyone else.

@@ -243,11 +243,12 @@ pub struct Subscribe {
     pub at_ms: Option<i64>,
     /// Playback speed when travelling (simulated seconds per second, ≥ 0).
     pub speed: f32,
-    /// Shortest time between two frames of value updates to this viewer,
-    /// ms; 0 sends each change as soon as the twin has applied it. In
-    /// between, the server coalesces: a sensor that changes several times is
-    /// sent once, with its latest value. Snapshots and items entering or
-    /// leaving the area are never held back. At most
+    /// Shortest time between two sends of value updates to this viewer, ms
+    /// (one send may take several frames); 0 sends each change as soon as
+    /// the twin has applied it. In between, the server coalesces: a sensor
+    /// that changes several times is sent once, with its latest value.
+    /// Snapshots and items entering or leaving the area are never held back,
+    /// and the values held so far go with them. At most
     /// [`crate::MAX_PUBLISH_INTERVAL_MS`]. Like an OPC UA subscription's
     /// publishing interval, it lets a client trade freshness for traffic.
     pub publish_interval_ms: u32,
