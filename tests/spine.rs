@@ -290,21 +290,14 @@ async fn bad_clients_get_clear_errors_while_others_keep_being_served() {
         .await
         .expect("sent");
     expect_server_error(&mut wrong, ErrorCode::UnexpectedMessage).await;
-    let mut wrong = Session::connect(&server.options(Role::Gateway, GATEWAY_TOKEN))
-        .await
-        .expect("connects");
-    wrong
-        .send(&ClientToServer::Subscribe(Subscribe {
-            subscription: 1,
-            area: west(),
-            layers: vec![],
-            at_ms: None,
-            speed: 1.0,
-            publish_interval_ms: 0,
-        }))
-        .await
-        .expect("sent");
-    expect_server_error(&mut wrong, ErrorCode::UnexpectedMessage).await;
+    refused_subscription(
+        &server,
+        Role::Gateway,
+        GATEWAY_TOKEN,
+        live(west()),
+        ErrorCode::UnexpectedMessage,
+    )
+    .await;
     still_served(&mut gateway, &mut viewer, 4).await;
 
     // A garbage frame, an oversized frame and an invalid area.
@@ -325,45 +318,66 @@ async fn bad_clients_get_clear_errors_while_others_keep_being_served() {
         .await
         .expect("sent");
     expect_server_error(&mut oversized, ErrorCode::FrameTooLarge).await;
-    let mut bad_area = Session::connect(&server.options(Role::Viewer, VIEWER_TOKEN))
-        .await
-        .expect("connects");
-    bad_area
-        .send(&ClientToServer::Subscribe(Subscribe {
-            subscription: 1,
-            area: GeoBox {
-                lon_min_deg: 10.0,
-                lat_min_deg: 0.0,
-                lon_max_deg: 5.0,
-                lat_max_deg: f64::NAN,
-            },
-            layers: vec![],
-            at_ms: None,
-            speed: 1.0,
-            publish_interval_ms: 0,
-        }))
-        .await
-        .expect("sent");
-    expect_server_error(&mut bad_area, ErrorCode::InvalidArea).await;
+    let bad_area = GeoBox {
+        lon_min_deg: 10.0,
+        lat_min_deg: 0.0,
+        lon_max_deg: 5.0,
+        lat_max_deg: f64::NAN,
+    };
+    refused_subscription(
+        &server,
+        Role::Viewer,
+        VIEWER_TOKEN,
+        live(bad_area),
+        ErrorCode::InvalidArea,
+    )
+    .await;
     still_served(&mut gateway, &mut viewer, 5).await;
 
     // A publishing interval beyond the limit.
-    let mut bad_interval = Session::connect(&server.options(Role::Viewer, VIEWER_TOKEN))
+    let too_slow = Subscribe {
+        publish_interval_ms: polis_protocol::MAX_PUBLISH_INTERVAL_MS + 1,
+        ..live(west())
+    };
+    refused_subscription(
+        &server,
+        Role::Viewer,
+        VIEWER_TOKEN,
+        too_slow,
+        ErrorCode::InvalidRequest,
+    )
+    .await;
+    still_served(&mut gateway, &mut viewer, 6).await;
+}
+
+/// A live subscription to `area`, all layers, every change at once.
+fn live(area: GeoBox) -> Subscribe {
+    Subscribe {
+        subscription: 1,
+        area,
+        layers: vec![],
+        at_ms: None,
+        speed: 1.0,
+        publish_interval_ms: 0,
+    }
+}
+
+/// A new session as `role` sends `subscribe` and gets a `code` error.
+async fn refused_subscription(
+    server: &TestServer,
+    role: Role,
+    token: &str,
+    subscribe: Subscribe,
+    code: ErrorCode,
+) {
+    let mut session = Session::connect(&server.options(role, token))
         .await
         .expect("connects");
-    bad_interval
-        .send(&ClientToServer::Subscribe(Subscribe {
-            subscription: 1,
-            area: west(),
-            layers: vec![],
-            at_ms: None,
-            speed: 1.0,
-            publish_interval_ms: polis_protocol::MAX_PUBLISH_INTERVAL_MS + 1,
-        }))
+    session
+        .send(&ClientToServer::Subscribe(subscribe))
         .await
         .expect("sent");
-    expect_server_error(&mut bad_interval, ErrorCode::InvalidRequest).await;
-    still_served(&mut gateway, &mut viewer, 6).await;
+    expect_server_error(&mut session, code).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

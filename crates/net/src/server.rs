@@ -970,29 +970,17 @@ async fn serve_viewer(
     };
     let write_side = async {
         let mut sent_at = None;
+        // The last drain found nothing: wait for the twin's next change.
+        let mut idle = false;
         loop {
-            // Held: wait for the interval's end, a change that must not
-            // wait (an area change, a snapshot), a reply or the stop, then
-            // look again. Never wait for a change while holding: held values
-            // wake nobody.
-            if let Some(due) = held_until(sent_at) {
-                tokio::select! {
-                    biased;
-                    _ = &mut stop_rx => return None,
-                    reply = replies_rx.recv() => {
-                        if let Err(err) = writer.send(&reply?).await {
-                            return Some(SessionEnd::Lost(err.to_string()));
-                        }
-                    }
-                    () = ready.notified() => {}
-                    () = tokio::time::sleep_until(due) => {}
-                }
-                continue;
-            }
-            // Not held: the stop and replies first, so that a mailbox the
-            // twin refills faster than the stream drains it cannot starve
-            // them; then send what waits (which ends any hold), else wait
-            // for the twin's next change.
+            // Stop and replies come first on every pass, so that a mailbox
+            // the twin refills faster than the stream drains it cannot
+            // starve them. Held, wait for the interval's end or a change
+            // that must not wait (an area change, a snapshot), then look
+            // again: never wait for a change while holding, as held values
+            // wake nobody. Not held, drain (which ends any hold) at once,
+            // unless the last drain was empty: then wait for a change.
+            let held = held_until(sent_at);
             tokio::select! {
                 biased;
                 _ = &mut stop_rx => return None,
@@ -1002,20 +990,18 @@ async fn serve_viewer(
                     }
                     continue;
                 }
-                () = std::future::ready(()) => {}
+                () = ready.notified(), if held.is_some() || idle => {}
+                () = tokio::time::sleep_until(held.unwrap_or_else(tokio::time::Instant::now)),
+                    if held.is_some() => {}
+                () = std::future::ready(()), if held.is_none() && !idle => {}
+            }
+            // After any wait, look again (a change may be values to hold).
+            if held.is_some() || std::mem::take(&mut idle) {
+                continue;
             }
             let frames = mailbox.drain_frames(frame_bytes);
             if frames.is_empty() {
-                tokio::select! {
-                    biased;
-                    _ = &mut stop_rx => return None,
-                    reply = replies_rx.recv() => {
-                        if let Err(err) = writer.send(&reply?).await {
-                            return Some(SessionEnd::Lost(err.to_string()));
-                        }
-                    }
-                    () = ready.notified() => {}
-                }
+                idle = true;
                 continue;
             }
             sent_at = Some(tokio::time::Instant::now());
