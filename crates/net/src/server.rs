@@ -981,6 +981,11 @@ async fn serve_viewer(
             // wake nobody. Not held, drain (which ends any hold) at once,
             // unless the last drain was empty: then wait for a change.
             let held = held_until(sent_at);
+            if held.is_some() {
+                // Holding: the next drain comes after this hold, so no idle
+                // wait (which held values would never end) may follow it.
+                idle = false;
+            }
             tokio::select! {
                 biased;
                 _ = &mut stop_rx => return None,
@@ -991,8 +996,12 @@ async fn serve_viewer(
                     continue;
                 }
                 () = ready.notified(), if held.is_some() || idle => {}
-                () = tokio::time::sleep_until(held.unwrap_or_else(tokio::time::Instant::now)),
-                    if held.is_some() => {}
+                // Built only when polled: no timer for a pass that does not hold.
+                () = async move {
+                    if let Some(due) = held {
+                        tokio::time::sleep_until(due).await;
+                    }
+                }, if held.is_some() => {}
                 () = std::future::ready(()), if held.is_none() && !idle => {}
             }
             // After any wait, look again (a change may be values to hold).
