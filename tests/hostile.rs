@@ -7,7 +7,7 @@ use std::time::Duration;
 use polis_e2e::*;
 use polis_net::{ClientError, Session};
 use polis_protocol::{
-    ClientToServer, ErrorCode, GeoBox, MAX_FRAME_BYTES, ReadingBatch, Rejection, Role, Subscribe,
+    ClientToServer, ErrorCode, GeoBox, MAX_FRAME_BYTES, ReadingBatch, Rejection, Role,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -127,14 +127,7 @@ async fn limits_answer_with_explicit_errors() {
         lat_max_deg: 60.5,
     };
     session
-        .send(&ClientToServer::Subscribe(Subscribe {
-            subscription: 1,
-            area: huge,
-            layers: vec![],
-            at_ms: None,
-            speed: 1.0,
-            publish_interval_ms: 0,
-        }))
+        .send(&ClientToServer::Subscribe(live(huge)))
         .await
         .expect("sent");
     match tokio::time::timeout(WAIT, session.recv::<polis_protocol::ServerToViewer>()).await {

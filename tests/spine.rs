@@ -350,18 +350,6 @@ async fn bad_clients_get_clear_errors_while_others_keep_being_served() {
     still_served(&mut gateway, &mut viewer, 6).await;
 }
 
-/// A live subscription to `area`, all layers, every change at once.
-fn live(area: GeoBox) -> Subscribe {
-    Subscribe {
-        subscription: 1,
-        area,
-        layers: vec![],
-        at_ms: None,
-        speed: 1.0,
-        publish_interval_ms: 0,
-    }
-}
-
 /// A new session as `role` sends `subscribe` and gets a `code` error.
 async fn refused_subscription(
     server: &TestServer,
@@ -517,14 +505,7 @@ async fn a_stalled_viewer_does_not_delay_others_and_costs_bounded_memory() {
         .await
         .expect("connects");
     stalled
-        .send(&ClientToServer::Subscribe(Subscribe {
-            subscription: 1,
-            area: whole,
-            layers: vec![],
-            at_ms: None,
-            speed: 1.0,
-            publish_interval_ms: 0,
-        }))
+        .send(&ClientToServer::Subscribe(live(whole)))
         .await
         .expect("sent");
     let mut watcher = server.viewer(corner, vec![]).await;

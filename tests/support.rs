@@ -267,11 +267,10 @@ impl Viewer {
         self.session
             .send(&ClientToServer::Subscribe(Subscribe {
                 subscription: self.subscription,
-                area,
-                layers: vec![],
                 at_ms,
                 speed,
                 publish_interval_ms: self.publish_interval_ms,
+                ..live(area)
             }))
             .await
             .expect("subscribe sent");
@@ -283,11 +282,9 @@ impl Viewer {
         self.session
             .send(&ClientToServer::Subscribe(Subscribe {
                 subscription: self.subscription,
-                area,
                 layers,
-                at_ms: None,
-                speed: 1.0,
                 publish_interval_ms: self.publish_interval_ms,
+                ..live(area)
             }))
             .await
             .expect("subscribe sent");
@@ -381,6 +378,18 @@ impl Viewer {
         let mut ids: Vec<_> = self.ids.values().cloned().collect();
         ids.sort();
         ids
+    }
+}
+
+/// Subscription 1: live, to `area`, all layers, every change at once.
+pub fn live(area: GeoBox) -> Subscribe {
+    Subscribe {
+        subscription: 1,
+        area,
+        layers: vec![],
+        at_ms: None,
+        speed: 1.0,
+        publish_interval_ms: 0,
     }
 }
 

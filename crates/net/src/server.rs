@@ -970,7 +970,7 @@ async fn serve_viewer(
     };
     let write_side = async {
         let mut sent_at = None;
-        // The last drain found nothing: wait for the twin's next change.
+        // Everything pending was taken: wait for the twin's next change.
         let mut idle = false;
         loop {
             // Stop and replies come first on every pass, so that a mailbox
@@ -978,8 +978,9 @@ async fn serve_viewer(
             // starve them. Held, wait for the interval's end or a change
             // that must not wait (an area change, a snapshot), then look
             // again: never wait for a change while holding, as held values
-            // wake nobody. Not held, drain (which ends any hold) at once,
-            // unless the last drain was empty: then wait for a change.
+            // wake nobody. Not held, drain (which ends any hold), then wait
+            // for the twin's next change: a change during the send has
+            // woken this side already, and is found at once.
             let held = held_until(sent_at);
             if held.is_some() {
                 // Holding: the next drain comes after this hold, so no idle
@@ -1009,8 +1010,8 @@ async fn serve_viewer(
                 continue;
             }
             let frames = mailbox.drain_frames(frame_bytes);
+            idle = true;
             if frames.is_empty() {
-                idle = true;
                 continue;
             }
             sent_at = Some(tokio::time::Instant::now());

@@ -9,7 +9,6 @@
 //! a slow or stalled viewer costs bounded memory and never delays anyone else.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::messages::{AssetInfo, SensorInfo, ServerToViewer, Snapshot, Update, ValueUpdate};
@@ -91,20 +90,19 @@ impl ViewerMailbox {
 
     /// True when nothing is waiting to be sent.
     pub fn is_empty(&self) -> bool {
-        self.snapshot.is_none()
-            && self.entered_assets.is_empty()
-            && self.entered_sensors.is_empty()
-            && self.left_assets.is_empty()
-            && self.left_sensors.is_empty()
-            && self.values.is_empty()
+        self.area_unchanged() && self.values.is_empty()
     }
 
     /// True when value updates are waiting and nothing else: no snapshot,
     /// nothing entering or leaving the area. Only such a mailbox may be held
     /// back to a viewer's publishing interval.
     pub fn holds_only_values(&self) -> bool {
-        !self.values.is_empty()
-            && self.snapshot.is_none()
+        self.area_unchanged() && !self.values.is_empty()
+    }
+
+    /// No snapshot is due and nothing enters or leaves the area.
+    fn area_unchanged(&self) -> bool {
+        self.snapshot.is_none()
             && self.entered_assets.is_empty()
             && self.entered_sensors.is_empty()
             && self.left_assets.is_empty()
@@ -268,11 +266,17 @@ pub struct SharedMailbox {
 }
 
 struct SharedInner {
-    mailbox: Mutex<ViewerMailbox>,
+    slot: Mutex<Slot>,
     wake: Box<dyn Fn() + Send + Sync>,
+}
+
+/// What the lock guards: the mailbox and whether its values are held.
+#[derive(Default)]
+struct Slot {
+    mailbox: ViewerMailbox,
     /// Set by [`SharedMailbox::hold_values`] until the next drain: more
     /// values then wake nobody.
-    holding: AtomicBool,
+    holding: bool,
 }
 
 impl std::fmt::Debug for SharedMailbox {
@@ -287,16 +291,15 @@ impl SharedMailbox {
     pub fn new(wake: impl Fn() + Send + Sync + 'static) -> Self {
         Self {
             inner: Arc::new(SharedInner {
-                mailbox: Mutex::new(ViewerMailbox::default()),
+                slot: Mutex::new(Slot::default()),
                 wake: Box::new(wake),
-                holding: AtomicBool::new(false),
             }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ViewerMailbox> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
         self.inner
-            .mailbox
+            .slot
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -306,10 +309,10 @@ impl SharedMailbox {
     /// [`SharedMailbox::hold_values`]) and values are all that is pending.
     pub fn update<R>(&self, change: impl FnOnce(&mut ViewerMailbox) -> R) -> R {
         let (result, wake) = {
-            let mut mailbox = self.lock();
-            let result = change(&mut mailbox);
-            let held = self.inner.holding.load(Ordering::Relaxed) && mailbox.holds_only_values();
-            (result, !mailbox.is_empty() && !held)
+            let mut slot = self.lock();
+            let result = change(&mut slot.mailbox);
+            let held = slot.holding && slot.mailbox.holds_only_values();
+            (result, !slot.mailbox.is_empty() && !held)
         };
         if wake {
             (self.inner.wake)();
@@ -320,9 +323,9 @@ impl SharedMailbox {
     /// Takes everything pending as frames; see [`ViewerMailbox::drain_frames`].
     /// Ends a hold.
     pub fn drain_frames(&self, frame_budget_bytes: usize) -> Vec<ServerToViewer> {
-        let mut mailbox = self.lock();
-        self.inner.holding.store(false, Ordering::Relaxed);
-        mailbox.drain_frames(frame_budget_bytes)
+        let mut slot = self.lock();
+        slot.holding = false;
+        slot.mailbox.drain_frames(frame_budget_bytes)
     }
 
     /// If only value updates wait (see [`ViewerMailbox::holds_only_values`]),
@@ -331,14 +334,13 @@ impl SharedMailbox {
     /// viewer's publishing interval uses this, so that a held viewer costs
     /// no wake-up per tick.
     pub fn hold_values(&self) -> bool {
-        let mailbox = self.lock();
-        let hold = mailbox.holds_only_values();
-        self.inner.holding.store(hold, Ordering::Relaxed);
-        hold
+        let mut slot = self.lock();
+        slot.holding = slot.mailbox.holds_only_values();
+        slot.holding
     }
 
     /// How many entries are waiting; see [`ViewerMailbox::pending_entries`].
     pub fn pending_entries(&self) -> usize {
-        self.lock().pending_entries()
+        self.lock().mailbox.pending_entries()
     }
 }
