@@ -146,7 +146,6 @@ mod calendar;
 mod data;
 mod error;
 mod feed;
-mod geometry;
 mod plan;
 mod route;
 mod run;
@@ -163,7 +162,6 @@ pub use feed::{
     PV_USABLE_ROOF_SHARE, TANK_DAILY_SWING, TANK_FLOW_GAIN, TANK_FULLEST_HOUR_UTC, fnv1a_64,
     nominal_flow_l_s, pressure_head_m, pv_peak_kw, pv_profile, tank_level_m,
 };
-pub use geometry::{footprint_area_m2, polyline_length_m, project_onto_polyline_m};
 pub use plan::{
     FED_QUANTITIES, FeedPlan, QUANTITY_ACTIVE_POWER, QUANTITY_DISTANCE_ALONG_ROUTE, QUANTITY_FLOW,
     QUANTITY_LEVEL, QUANTITY_PRESSURE, QUANTITY_PV_POWER, plan_feeds,

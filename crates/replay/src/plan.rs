@@ -11,8 +11,8 @@ use crate::feed::{
     BuildingUsage, DEFAULT_PIPE_DIAMETER_MM, DemandPattern, Feed, nominal_flow_l_s, pv_peak_kw,
     pv_profile,
 };
-use crate::geometry::footprint_area_m2;
 use crate::route::RouteMotion;
+use polis_scene::geometry::area_m2;
 
 /// Quantity of building electricity meters, kW.
 pub const QUANTITY_ACTIVE_POWER: &str = "active_power";
@@ -176,7 +176,7 @@ fn positive_attribute(asset: &Asset, key: &str) -> Option<f64> {
 
 fn footprint_of(quantity: &str, asset: &Asset) -> Result<f64, String> {
     match &asset.geometry {
-        Geometry::Footprint(points) => Ok(footprint_area_m2(points)),
+        Geometry::Footprint(points) => Ok(area_m2(points)),
         _ => Err(format!(
             "{quantity} sensor on a building without a footprint"
         )),

@@ -1,6 +1,6 @@
 //! Transit vehicles shuttling along a route's polyline with dwells at stops.
 
-use crate::geometry::{polyline_length_m, project_onto_polyline_m};
+use polis_scene::geometry::{polyline_length_m, project_onto_polyline_m};
 
 /// Cruising speed of transit vehicles between stops, m/s (about 25 km/h).
 pub const VEHICLE_SPEED_M_S: f64 = 7.0;
