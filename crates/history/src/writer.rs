@@ -29,7 +29,8 @@ pub struct Row {
     pub device_time_ms: i64,
     /// The value in the sensor's unit.
     pub value: f64,
-    /// Quality flag (0 good, 1 uncertain, 2 bad), if any.
+    /// Quality flag as `polis_protocol::Quality::code` writes it (0 good,
+    /// 1 uncertain, 2 bad), if any.
     pub quality: Option<u8>,
 }
 

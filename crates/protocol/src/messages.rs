@@ -110,6 +110,31 @@ pub enum Quality {
     Bad,
 }
 
+impl Quality {
+    /// Every quality, in code order.
+    pub const ALL: [Quality; 3] = [Quality::Good, Quality::Uncertain, Quality::Bad];
+
+    /// The quality's one-byte code, as history stores it and the twin's
+    /// latest-reading column builds on: `good` 0, `uncertain` 1, `bad` 2.
+    pub const fn code(self) -> u8 {
+        match self {
+            Quality::Good => 0,
+            Quality::Uncertain => 1,
+            Quality::Bad => 2,
+        }
+    }
+
+    /// The quality of a [`Quality::code`]; `None` for any other byte.
+    pub const fn from_code(code: u8) -> Option<Quality> {
+        match code {
+            0 => Some(Quality::Good),
+            1 => Some(Quality::Uncertain),
+            2 => Some(Quality::Bad),
+            _ => None,
+        }
+    }
+}
+
 /// One sensor reading as a gateway sends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reading {

@@ -289,3 +289,17 @@ fn error_frames_are_identical_at_every_stage() {
     assert_eq!(viewer, frame(&HelloReply::Error(error.clone())));
     assert_eq!(viewer, [6, 0, 0, 0, 0, 0, 3, b'b', b'a', b'd']);
 }
+
+/// History stores the quality as this byte: the codes are a storage format
+/// and must never change.
+#[test]
+fn quality_codes_are_stable_and_round_trip() {
+    use polis_protocol::Quality;
+    let codes: Vec<u8> = Quality::ALL.iter().map(|q| q.code()).collect();
+    assert_eq!(codes, [0, 1, 2]);
+    for quality in Quality::ALL {
+        assert_eq!(Quality::from_code(quality.code()), Some(quality));
+    }
+    assert_eq!(Quality::from_code(3), None);
+    assert_eq!(Quality::from_code(u8::MAX), None);
+}

@@ -331,26 +331,17 @@ pub(crate) struct NewAggregate<'a> {
 }
 
 /// What the latest-reading state byte means: no reading yet, a reading
-/// without a quality flag, or one with each flag.
+/// without a quality flag, or one with a quality flag, whose
+/// [`Quality::code`] follows these two.
 const NO_READING: u8 = 0;
 const NO_QUALITY: u8 = 1;
 
 fn quality_code(quality: Option<Quality>) -> u8 {
-    match quality {
-        None => NO_QUALITY,
-        Some(Quality::Good) => 2,
-        Some(Quality::Uncertain) => 3,
-        Some(Quality::Bad) => 4,
-    }
+    quality.map_or(NO_QUALITY, |quality| NO_QUALITY + 1 + quality.code())
 }
 
 fn quality_of(code: u8) -> Option<Quality> {
-    match code {
-        2 => Some(Quality::Good),
-        3 => Some(Quality::Uncertain),
-        4 => Some(Quality::Bad),
-        _ => None,
-    }
+    Quality::from_code(code.checked_sub(NO_QUALITY + 1)?)
 }
 
 /// Marks "no asset" in the asset column.
