@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use bevy::prelude::*;
-use polis_twin::PersonalDataShown;
+use polis_twin::{PersonalDataShown, TwinSystems};
 use tracing::error;
 
 use crate::cli::format_time_ms;
@@ -110,11 +110,18 @@ impl AuditLog {
     }
 }
 
+/// Records in the [`AuditLog`] resource (inserted by the caller) every
+/// showing of raw personal data the twin reports.
+pub(crate) struct AuditPlugin;
+
+impl Plugin for AuditPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_systems(Update, audit_personal_data.after(TwinSystems::Interest));
+    }
+}
+
 /// Writes an entry for every personal-data showing the twin reports.
-pub(crate) fn audit_personal_data(
-    audit: Res<AuditLog>,
-    mut shown: MessageReader<PersonalDataShown>,
-) {
+fn audit_personal_data(audit: Res<AuditLog>, mut shown: MessageReader<PersonalDataShown>) {
     for event in shown.read() {
         audit.shown(&event.name, &event.sensors, event.at_ms);
     }

@@ -4,21 +4,17 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
 
 use bevy::prelude::*;
 use polis_history::{History, Rejected, Row, SensorKey};
 use polis_net::{NetEvent, NetServer};
 use polis_protocol::{BatchAck, ErrorCode, ProtocolError, Quality};
 use polis_twin::{
-    BatchApplied, BatchTicket, IncomingBatch, IngestCounters, PickRequested, PickResponder,
-    TwinSystems, TwinTick, ViewerBacklog, ViewerConnected, ViewerDisconnected, ViewerId,
-    ViewerSubscribed,
+    BatchApplied, BatchTicket, IncomingBatch, PickRequested, PickResponder, TwinSystems,
+    ViewerConnected, ViewerDisconnected, ViewerId, ViewerSubscribed,
 };
 use tokio::sync::oneshot;
 use tracing::error;
-
-use crate::metrics::ObservedHandle;
 
 /// When the bridge's systems run.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -190,7 +186,9 @@ impl NetLink {
     }
 }
 
-/// Connects a [`NetLink`] resource (inserted by the caller) to the twin.
+/// Connects a [`NetLink`] resource (inserted by the caller) to the twin:
+/// network events in before [`TwinSystems::Apply`], history and
+/// acknowledgements after it.
 pub struct NetBridgePlugin;
 
 impl Plugin for NetBridgePlugin {
@@ -206,16 +204,7 @@ impl Plugin for NetBridgePlugin {
             .add_systems(
                 Update,
                 record_and_acknowledge.in_set(NetSystems::Acknowledge),
-            )
-            .add_systems(
-                Update,
-                crate::playback::forward_playback.after(TwinSystems::Interest),
-            )
-            .add_systems(
-                Update,
-                crate::audit::audit_personal_data.after(TwinSystems::Interest),
-            )
-            .add_systems(Last, export_metrics);
+            );
     }
 }
 
@@ -297,14 +286,6 @@ fn receive_net_events(
     }
 }
 
-fn quality_code(quality: Quality) -> u8 {
-    match quality {
-        Quality::Good => 0,
-        Quality::Uncertain => 1,
-        Quality::Bad => 2,
-    }
-}
-
 fn record_and_acknowledge(mut link: ResMut<NetLink>, mut applied: MessageReader<BatchApplied>) {
     let link = &mut *link;
     for BatchApplied {
@@ -328,7 +309,7 @@ fn record_and_acknowledge(mut link: ResMut<NetLink>, mut applied: MessageReader<
                     sensor: *durable.keys_by_handle.get(r.sensor as usize)?,
                     device_time_ms: r.device_time_ms,
                     value: r.value,
-                    quality: r.quality.map(quality_code),
+                    quality: r.quality.map(Quality::code),
                 })
             })
             .collect();
@@ -348,32 +329,4 @@ fn record_and_acknowledge(mut link: ResMut<NetLink>, mut applied: MessageReader<
             }),
         );
     }
-}
-
-fn export_metrics(
-    observed: Res<ObservedHandle>,
-    tick: Res<TwinTick>,
-    counters: Res<IngestCounters>,
-    backlog: Res<ViewerBacklog>,
-    link: Res<NetLink>,
-) {
-    let m = &observed.0.metrics;
-    m.ticks.store(tick.0, Ordering::Relaxed);
-    m.readings_received
-        .store(counters.received, Ordering::Relaxed);
-    m.readings_accepted
-        .store(counters.accepted, Ordering::Relaxed);
-    m.readings_stale.store(counters.stale, Ordering::Relaxed);
-    m.readings_duplicate
-        .store(counters.duplicate, Ordering::Relaxed);
-    m.readings_refused
-        .store(counters.refused, Ordering::Relaxed);
-    m.batches.store(counters.batches, Ordering::Relaxed);
-    m.viewers.store(backlog.viewers as u64, Ordering::Relaxed);
-    m.viewer_backlog_max
-        .store(backlog.max_entries as u64, Ordering::Relaxed);
-    m.viewer_backlog_peak
-        .fetch_max(backlog.max_entries as u64, Ordering::Relaxed);
-    m.net_events_pending
-        .store(link.server.pending_events() as u64, Ordering::Relaxed);
 }

@@ -13,17 +13,23 @@ mod memory;
 mod metrics;
 mod playback;
 mod server;
+mod startup;
+mod ticks;
+mod tokens;
 
 pub use audit::AuditLog;
 pub use bridge::{NetBridgePlugin, NetLink, NetSystems};
 pub use config::{
     Config, ConfigError, ConfigProblem, DEFAULT_DATA_DIR, DEFAULT_HTTP_LISTEN, DEFAULT_LISTEN,
     DEFAULT_MAX_TICK_HZ, DEFAULT_TICK_HZ, ENV_KEYS, HistoryConfig, Http, Limits, PrivacyConfig,
-    SyncMode, TokenEntry, TokenTable, env_var_for, generated_token, token_sha256,
+    SyncMode, TokenEntry, env_var_for,
 };
 pub use http::HttpEndpoint;
 pub use metrics::{Observed, ObservedHandle, SceneFacts, ServerMetrics, render_prometheus};
 pub use server::{
     BUNDLED_SCENE, RunningServer, ServerStarted, bundled_scene, load_scene, start, start_http,
     start_with,
+};
+pub use tokens::{
+    ServerTokens, TokenTable, generated_token, new_token, server_tokens, token_sha256,
 };

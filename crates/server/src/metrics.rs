@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use bevy::prelude::*;
 use polis_net::NetStats;
+use polis_twin::{IngestCounters, TwinTick, ViewerBacklog};
+
+use crate::bridge::NetLink;
 
 /// Upper bounds of the tick-duration histogram buckets, seconds.
 pub(crate) const TICK_BUCKETS_SECS: [f64; 14] = [
@@ -256,6 +259,45 @@ pub fn render_prometheus(observed: &Observed) -> String {
         load(&m.tick_sum_ns) as f64 / 1e9
     );
     out
+}
+
+/// Copies the twin's counters into the [`ObservedHandle`] resource
+/// (inserted by the caller) at the end of every tick, for the HTTP
+/// endpoint.
+pub(crate) struct MetricsPlugin;
+
+impl Plugin for MetricsPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_systems(Last, export_metrics);
+    }
+}
+
+fn export_metrics(
+    observed: Res<ObservedHandle>,
+    tick: Res<TwinTick>,
+    counters: Res<IngestCounters>,
+    backlog: Res<ViewerBacklog>,
+    link: Res<NetLink>,
+) {
+    let m = &observed.0.metrics;
+    m.ticks.store(tick.0, Ordering::Relaxed);
+    m.readings_received
+        .store(counters.received, Ordering::Relaxed);
+    m.readings_accepted
+        .store(counters.accepted, Ordering::Relaxed);
+    m.readings_stale.store(counters.stale, Ordering::Relaxed);
+    m.readings_duplicate
+        .store(counters.duplicate, Ordering::Relaxed);
+    m.readings_refused
+        .store(counters.refused, Ordering::Relaxed);
+    m.batches.store(counters.batches, Ordering::Relaxed);
+    m.viewers.store(backlog.viewers as u64, Ordering::Relaxed);
+    m.viewer_backlog_max
+        .store(backlog.max_entries as u64, Ordering::Relaxed);
+    m.viewer_backlog_peak
+        .fetch_max(backlog.max_entries as u64, Ordering::Relaxed);
+    m.net_events_pending
+        .store(link.server().pending_events() as u64, Ordering::Relaxed);
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use polis_protocol::{
     Access, Aggregation, ErrorCode, HistoryPoint, HistoryReply, HistoryRequest, MAX_HISTORY_POINTS,
     ProtocolError, SharedMailbox, ValueUpdate,
 };
-use polis_twin::PlaybackCommand;
+use polis_twin::{PlaybackCommand, TwinSystems};
 use tracing::{debug, warn};
 
 use crate::audit::AuditLog;
@@ -302,11 +302,19 @@ fn run(reader: &HistoryReader, sensors: &SensorKeys, queue: &Receiver<Command>) 
     }
 }
 
+/// Hands the twin's time-travel requests to the playback worker (a
+/// [`Playback`] resource inserted by the caller; without one, as when
+/// history is off, the requests are dropped).
+pub(crate) struct PlaybackPlugin;
+
+impl Plugin for PlaybackPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_systems(Update, forward_playback.after(TwinSystems::Interest));
+    }
+}
+
 /// Hands the twin's playback commands to the worker, in order.
-pub(crate) fn forward_playback(
-    playback: Option<Res<Playback>>,
-    mut commands: MessageReader<PlaybackCommand>,
-) {
+fn forward_playback(playback: Option<Res<Playback>>, mut commands: MessageReader<PlaybackCommand>) {
     let Some(playback) = playback else {
         commands.clear();
         return;

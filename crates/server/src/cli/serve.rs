@@ -66,7 +66,7 @@ pub(crate) fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = effective_config(&args)?;
-    let demo_token = args.demo.then(|| hex::encode(rand::random::<[u8; 24]>()));
+    let demo_token = args.demo.then(crate::new_token);
     if let Some(token) = &demo_token {
         // A token for the built-in gateway only; never written anywhere.
         config.runtime_tokens.push(crate::TokenEntry {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
 
-use crate::token_sha256;
+use crate::{new_token, token_sha256};
 
 /// Roles a token can grant.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -57,7 +57,7 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
     if !scope.is_empty() && !matches!(role, RoleArg::Gateway) {
         anyhow::bail!("--scope applies to gateway tokens only");
     }
-    let token = hex::encode(rand::random::<[u8; 24]>());
+    let token = new_token();
     println!("token: {token}");
     println!();
     println!("# add to polis.toml (the file keeps only the token's SHA-256):");

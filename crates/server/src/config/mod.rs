@@ -1,0 +1,386 @@
+//! The server's configuration file, `polis.toml`: the settings and their
+//! defaults here, their sources in `layers`, their valid ranges in `check`.
+
+mod check;
+mod layers;
+
+pub use layers::{ENV_KEYS, env_var_for};
+use layers::{override_value, parse_table, set_dotted, syntax_error, table_to_config};
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use polis_protocol::Access;
+use serde::{Deserialize, Serialize};
+
+/// Default UDP address: loopback only, so nothing is exposed by accident.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "polis-data";
+/// Default simulation tick rate, Hz.
+pub const DEFAULT_TICK_HZ: f64 = 20.0;
+
+/// Default ceiling of event-driven ticks per second (see
+/// [`Config::max_tick_hz`]): 0.1 ms between ticks at the closest. A tick
+/// drains every waiting event, so the ceiling only bounds the ticks' fixed
+/// cost (tens of µs each) while events trickle in one by one.
+pub const DEFAULT_MAX_TICK_HZ: f64 = 10_000.0;
+/// Highest accepted ceiling of event-driven ticks per second.
+const MAX_MAX_TICK_HZ: f64 = 100_000.0;
+
+/// Default address of the HTTP endpoint (health, readiness, metrics).
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9433";
+
+/// One thing wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The setting, as a dotted key (`limits.gateway_window`).
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped settings.
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// An override from the environment or the command line is not valid.
+    #[error("{source_name}: {message}")]
+    Override {
+        /// The environment variable or flag.
+        source_name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Settings have values outside their range; every problem is listed.
+    #[error("{}", problems.iter().map(|p| format!("{}: `{}`: {}", origin.display(), p.key, p.message)).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// The file (or `<defaults>`).
+        origin: PathBuf,
+        /// Every problem found.
+        problems: Vec<ConfigProblem>,
+    },
+}
+
+/// One access token as written in `polis.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// Who holds it, for logs (e.g. `substation-gateway-3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What it grants: `gateway`, or a viewer's access: `operator` (raw
+    /// personal data, audited), `planner` (building aggregates) or `public`
+    /// (aggregates over at least k; `viewer` is an alias).
+    pub role: Access,
+    /// The token itself (prefer `sha256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Hex SHA-256 of the token, so the file holds no secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// For gateway tokens: the sensor-id prefixes it may write (all when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scope_prefixes: Vec<String>,
+}
+
+/// Limits that protect the server from overload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Most simultaneous connections.
+    pub max_connections: usize,
+    /// Capacity of the channel from the network into the twin, events.
+    pub event_capacity: usize,
+    /// Most events the twin takes from the network per tick.
+    pub max_events_per_tick: usize,
+    /// Most unacknowledged batches per gateway.
+    pub gateway_window: usize,
+    /// Target size of frames sent to viewers, bytes.
+    pub viewer_frame_bytes: usize,
+    /// Connections one token may have at once.
+    pub max_connections_per_token: u32,
+    /// Readings one gateway connection may push per second.
+    pub max_readings_per_second: f64,
+    /// Subscriptions one viewer connection may make per second.
+    pub max_subscriptions_per_second: f64,
+    /// Largest area a viewer may subscribe to, km².
+    pub max_area_km2: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let session = polis_net::SessionLimits::default();
+        Self {
+            max_connections: 2_000,
+            event_capacity: 4_096,
+            max_events_per_tick: 50_000,
+            gateway_window: 16,
+            viewer_frame_bytes: 256 * 1024,
+            max_connections_per_token: session.max_connections_per_token,
+            max_readings_per_second: session.max_readings_per_second,
+            max_subscriptions_per_second: session.max_subscriptions_per_second,
+            max_area_km2: session.max_area_km2,
+        }
+    }
+}
+
+impl Limits {
+    /// The per-session limits for the network edge.
+    pub fn session(&self) -> polis_net::SessionLimits {
+        polis_net::SessionLimits {
+            max_connections_per_token: self.max_connections_per_token,
+            max_readings_per_second: self.max_readings_per_second,
+            max_subscriptions_per_second: self.max_subscriptions_per_second,
+            max_area_km2: self.max_area_km2,
+        }
+    }
+}
+
+/// The HTTP endpoint for health checks and Prometheus metrics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Whether to serve it.
+    pub enabled: bool,
+    /// TCP address; loopback unless you mean to expose metrics.
+    pub listen: SocketAddr,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9433)),
+        }
+    }
+}
+
+/// The durable history of readings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Whether to record readings (and acknowledge batches only once durable).
+    pub enabled: bool,
+    /// SQLite file, relative to the data directory.
+    pub file: PathBuf,
+    /// `full`: a commit survives a power cut; `normal`: survives a crash of
+    /// the process only, faster.
+    pub synchronous: SyncMode,
+    /// Raw readings of `personal` sensors older than this are deleted, hours
+    /// (0 keeps them forever).
+    pub personal_raw_max_age_hours: f64,
+    /// How often the retention runs, seconds.
+    pub retention_every_secs: u64,
+}
+
+/// Durability of history commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// fsync on every commit.
+    Full,
+    /// No fsync on commit.
+    Normal,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            file: PathBuf::from("history.sqlite"),
+            synchronous: SyncMode::Full,
+            personal_raw_max_age_hours: 30.0 * 24.0,
+            retention_every_secs: 3600,
+        }
+    }
+}
+
+/// How personal data is shown to viewers who are not operators.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Fewest personal sensors behind a value shown to the public.
+    pub k: usize,
+    /// Side of a block cell for public aggregates, metres.
+    pub block_m: f64,
+    /// Side of a district cell for public aggregates, metres.
+    pub district_m: f64,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            k: 5,
+            block_m: 100.0,
+            district_m: 500.0,
+        }
+    }
+}
+
+/// The server's configuration (every field has a default).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for the TLS identity, generated tokens and later history.
+    pub data_dir: PathBuf,
+    /// Scene file to serve; the bundled scene when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scene: Option<PathBuf>,
+    /// Simulation ticks per second when nothing arrives.
+    pub tick_hz: f64,
+    /// Ceiling of ticks per second while readings and requests arrive: the
+    /// twin ticks as soon as network events wait, at most this often, so a
+    /// reading reaches viewers without waiting for the next regular tick.
+    /// Set it equal to `tick_hz` for fixed ticks (fewer, fuller frames).
+    pub max_tick_hz: f64,
+    /// Extra names (host names, IP addresses) for the generated certificate.
+    pub tls_names: Vec<String>,
+    /// Health and metrics endpoint.
+    pub http: Http,
+    /// Durable history of readings.
+    pub history: HistoryConfig,
+    /// Aggregation of personal data.
+    pub privacy: PrivacyConfig,
+    /// Overload protection.
+    pub limits: Limits,
+    /// Access tokens; when none is configured, one per role is generated in
+    /// the data directory on first start.
+    #[serde(rename = "token")]
+    pub tokens: Vec<TokenEntry>,
+    /// Tokens added at run time (e.g. for `serve --demo`'s built-in gateway);
+    /// never read from or written to a file, and no reason to generate tokens.
+    #[serde(skip)]
+    pub runtime_tokens: Vec<TokenEntry>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            scene: None,
+            tick_hz: DEFAULT_TICK_HZ,
+            max_tick_hz: DEFAULT_MAX_TICK_HZ,
+            tls_names: Vec::new(),
+            http: Http::default(),
+            history: HistoryConfig::default(),
+            privacy: PrivacyConfig::default(),
+            limits: Limits::default(),
+            tokens: Vec::new(),
+            runtime_tokens: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::layered(Some(path), &[])
+    }
+
+    /// Parses and checks configuration text; `path` names it in errors.
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|err| syntax_error(text, path, err))?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    /// The effective configuration: defaults, then the file (if any), then
+    /// each override in order (`(source name, dotted key, value text)`, e.g.
+    /// environment variables, then command-line flags), then checked.
+    pub fn layered(
+        file: Option<&Path>,
+        overrides: &[(String, &str, String)],
+    ) -> Result<Config, ConfigError> {
+        let (mut table, origin) = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                // Type errors in the file are reported with their line first.
+                toml::from_str::<Config>(&text).map_err(|err| syntax_error(&text, path, err))?;
+                (parse_table(&text, path)?, path.to_owned())
+            }
+            None => (toml::Table::new(), PathBuf::from("<defaults>")),
+        };
+        for (source_name, key, text) in overrides {
+            set_dotted(&mut table, key, override_value(key, text));
+            table_to_config(table.clone(), &|err: toml::de::Error| {
+                ConfigError::Override {
+                    source_name: source_name.clone(),
+                    message: format!("`{key}` = `{text}`: {}", err.message()),
+                }
+            })?;
+        }
+        let config = table_to_config(table, &|err: toml::de::Error| ConfigError::Override {
+            source_name: "configuration".into(),
+            message: err.message().to_owned(),
+        })?;
+        config.check(&origin)?;
+        Ok(config)
+    }
+
+    /// Every override present in `env` for [`ENV_KEYS`], as
+    /// `(variable, key, value)`.
+    pub fn env_overrides(
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Vec<(String, &'static str, String)> {
+        ENV_KEYS
+            .iter()
+            .filter_map(|key| {
+                let var = env_var_for(key);
+                env(&var).map(|value| (var, *key, value))
+            })
+            .collect()
+    }
+
+    /// The configuration as TOML with every token secret replaced by its
+    /// SHA-256 (which authenticates the same and reveals nothing).
+    pub fn to_toml_redacted(&self) -> String {
+        let mut shown = self.clone();
+        for token in &mut shown.tokens {
+            if let Some(secret) = token.token.take() {
+                token.sha256 = Some(crate::tokens::token_sha256(&secret));
+            }
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|err| format!("# cannot show: {err}\n"))
+    }
+
+    fn check(&self, origin: &Path) -> Result<(), ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                problems,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
