@@ -157,7 +157,9 @@ pub use epanet::{
 };
 pub use error::ImportError;
 pub use osm::{OSM_ATTRIBUTION, OsmOptions, import_osm};
-pub use readings_csv::{ReadingsCsvError, parse_readings_csv};
+pub use readings_csv::{
+    MAX_LINE_BYTES, ReadingsCsv, ReadingsCsvError, parse_readings_csv, readings_csv,
+};
 pub use report::{ImportReport, Progress};
 pub use sensors::{
     METER_HEIGHT_M, NON_RESIDENTIAL_USAGES, SensorOptions, generate_sensors, meter_is_personal,

@@ -346,6 +346,29 @@ fn broken_inputs_are_refused_with_file_position_and_reason() {
         "{}",
         text(&out.stderr)
     );
+
+    // An endless line (`/dev/zero`) and a 10 MB line are refused with their
+    // line number, without holding them in memory or connecting anywhere.
+    let out = run(polis().args(["push", "--cert", "none.pem", "--token", "x", "/dev/zero"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("/dev/zero:1: line is longer than 8192 bytes"),
+        "{}",
+        text(&out.stderr)
+    );
+    let mut long = String::from("sensor,time,value\na,2026-01-01T00:00:00Z,1\n");
+    long.push_str(&"a".repeat(10 * 1024 * 1024));
+    long.push_str(",2026-01-01T00:00:00Z,1\n");
+    std::fs::write(&csv, long).expect("written");
+    let out = run(polis()
+        .args(["push", "--cert", "none.pem", "--token", "x"])
+        .arg(&csv));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("r.csv:3: line is longer than 8192 bytes"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `polis push`: a one-shot gateway reading a CSV file.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -31,13 +32,26 @@ pub(crate) struct PushArgs {
     file: PathBuf,
 }
 
-/// Parses a CSV file of readings; returns each reading with its line number.
-pub(crate) fn read_csv(path: &Path) -> anyhow::Result<Vec<(u64, Reading)>> {
-    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    Ok(polis_import::parse_readings_csv(
+/// The readings of a CSV file, read as they are needed (one line in
+/// memory at a time), each with its line number.
+fn open_csv(path: &Path) -> anyhow::Result<polis_import::ReadingsCsv<std::io::BufReader<File>>> {
+    let file = File::open(path).with_context(|| format!("{}", path.display()))?;
+    Ok(polis_import::readings_csv(
         std::io::BufReader::new(file),
         &path.display().to_string(),
     )?)
+}
+
+/// Reads the whole file once without keeping it, so that a broken file is
+/// refused with its line number before anything is sent; returns how many
+/// readings it holds.
+fn check_csv(path: &Path) -> anyhow::Result<u64> {
+    let mut count = 0;
+    for reading in open_csv(path)? {
+        reading?;
+        count += 1;
+    }
+    Ok(count)
 }
 
 /// Totals reported by `polis push`.
@@ -53,7 +67,8 @@ pub(crate) fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
     if args.batch == 0 || args.batch > MAX_READINGS_PER_BATCH {
         bail!("--batch must be between 1 and {MAX_READINGS_PER_BATCH}");
     }
-    let readings = read_csv(&args.file)?;
+    check_csv(&args.file)?;
+    let readings = open_csv(&args.file)?;
     let options = ClientOptions::new(
         args.server.server.clone(),
         args.server.cert.clone(),
@@ -114,7 +129,7 @@ fn tally_acks(tally: &mut Tally, origins: &mut Origins, acks: Vec<polis_protocol
 
 async fn push(
     options: &ClientOptions,
-    readings: Vec<(u64, Reading)>,
+    mut readings: impl Iterator<Item = Result<(u64, Reading), polis_import::ReadingsCsvError>>,
     batch_size: usize,
     gateway: GatewayOptions,
 ) -> anyhow::Result<Tally> {
@@ -123,10 +138,19 @@ async fn push(
         .with_context(|| format!("cannot push to {}", options.server))?;
     let mut tally = Tally::default();
     let mut origins = Origins::new();
-    for chunk in readings.chunks(batch_size) {
+    loop {
+        // The file was checked whole before connecting; it may still change
+        // meanwhile, and then the error names its line.
+        let chunk = readings
+            .by_ref()
+            .take(batch_size)
+            .collect::<Result<Vec<_>, _>>()?;
+        if chunk.is_empty() {
+            break;
+        }
         let lines = chunk.iter().map(|(line, _)| *line).collect();
         let sensors = chunk.iter().map(|(_, r)| r.sensor.clone()).collect();
-        let batch = chunk.iter().map(|(_, r)| r.clone()).collect();
+        let batch = chunk.into_iter().map(|(_, r)| r).collect();
         let (seq, acks) = client.push(batch).await?;
         origins.insert(seq, (lines, sensors));
         tally_acks(&mut tally, &mut origins, acks);
