@@ -19,6 +19,7 @@
 
 mod error;
 pub mod geometry;
+mod limits;
 mod load;
 mod model;
 mod validate;
@@ -28,6 +29,10 @@ mod write;
 mod tests;
 
 pub use error::{SceneError, SceneProblem};
+pub use limits::{
+    MAX_ASSET_WIRE_BYTES, MAX_ATTRIBUTE_KEY_BYTES, MAX_ATTRIBUTE_VALUE_BYTES, MAX_ATTRIBUTES,
+    MAX_FOOTPRINT_VERTICES, MAX_ID_BYTES, MAX_LINE_VERTICES, MAX_NAME_BYTES,
+};
 pub use model::{Asset, Geometry, SCENE_FORMAT, SCENE_VERSION, Scene, Sensor};
 
 // Re-exported for convenience: the types a scene is made of.

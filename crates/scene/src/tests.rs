@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    Asset, AssetKind, Domain, Geometry, Georeference, SCENE_VERSION, Scene, SceneError,
-    SceneProblem, Sensor,
+    Asset, AssetKind, Domain, Geometry, Georeference, MAX_ASSET_WIRE_BYTES,
+    MAX_ATTRIBUTE_KEY_BYTES, MAX_ATTRIBUTE_VALUE_BYTES, MAX_ATTRIBUTES, MAX_ID_BYTES,
+    MAX_LINE_VERTICES, SCENE_VERSION, Scene, SceneError, SceneProblem, Sensor,
 };
 
 const TINY: &str = include_str!("../../../scenes/tiny.json");
@@ -389,6 +390,87 @@ fn missing_file_is_an_io_error() {
 #[test]
 fn tiny_is_valid() {
     assert_eq!(tiny().validate(), Ok(()));
+}
+
+/// What a hostile scene held: a 1 MiB id, a 2-million-point footprint, and
+/// oversized attributes. Each is refused at load with its path, so no item
+/// can exceed a frame at run time.
+#[test]
+fn items_larger_than_their_bounds_are_problems() {
+    let mut scene = tiny();
+    let building = index_of_asset(&scene, "b-west-1");
+    scene.assets[building].id = "x".repeat(1 << 20);
+    let other = index_of_asset(&scene, "b-west-2");
+    scene.assets[other].geometry = Geometry::Footprint(
+        (0..2_000_000)
+            .map(|i| {
+                let angle = f64::from(i) * std::f64::consts::TAU / 2e6;
+                [100.0 * angle.cos(), 100.0 * angle.sin()]
+            })
+            .collect(),
+    );
+    let third = index_of_asset(&scene, "b-east-1");
+    scene.assets[third].attributes = (0..65).map(|i| (format!("k{i}"), "v".into())).collect();
+    scene.assets[third]
+        .attributes
+        .insert("k0".into(), "v".repeat(MAX_ATTRIBUTE_VALUE_BYTES + 1));
+    scene.sensors[0].unit = "u".repeat(65);
+    let problems = problems_of(&scene);
+    assert_problem(
+        &problems,
+        &format!("assets[{building}].id"),
+        "is 1048576 bytes, at most 256",
+    );
+    assert_problem(
+        &problems,
+        &format!("assets[{other}].footprint_enu_m"),
+        "has 2000000 points, at most 4096",
+    );
+    assert_problem(
+        &problems,
+        &format!("assets[{third}].attributes"),
+        "has 65 attributes, at most 64",
+    );
+    assert_problem(
+        &problems,
+        &format!("assets[{third}].attributes.k0"),
+        "is 1025 bytes, at most 1024",
+    );
+    assert_problem(&problems, "sensors[0].unit", "is 65 bytes, at most 64");
+    assert!(
+        problems.len() < 10,
+        "one problem per bound, not per point: {problems:#?}"
+    );
+}
+
+/// The largest asset the bounds allow still fits in a frame on the wire.
+#[test]
+fn the_largest_asset_allowed_fits_in_one_frame() {
+    let asset = polis_protocol::AssetInfo {
+        handle: u32::MAX,
+        id: "i".repeat(MAX_ID_BYTES),
+        kind: AssetKind::Road,
+        geometry: polis_protocol::Geometry::Line(
+            (0..MAX_LINE_VERTICES)
+                .map(|i| [i as f32 * 0.5, -(i as f32)])
+                .collect(),
+        ),
+        height_m: Some(f32::MAX),
+        attributes: (0..MAX_ATTRIBUTES)
+            .map(|i| {
+                (
+                    format!("{i:0>width$}", width = MAX_ATTRIBUTE_KEY_BYTES),
+                    "v".repeat(MAX_ATTRIBUTE_VALUE_BYTES),
+                )
+            })
+            .collect(),
+    };
+    let mut frame = Vec::new();
+    let bytes = polis_protocol::encode_frame(&asset, &mut frame).expect("fits in a frame");
+    assert!(
+        bytes <= MAX_ASSET_WIRE_BYTES,
+        "{bytes} > {MAX_ASSET_WIRE_BYTES}"
+    );
 }
 
 #[test]

@@ -6,6 +6,10 @@ use polis_protocol::AssetKind;
 
 use crate::error::SceneProblem;
 use crate::geometry::{MIN_FOOTPRINT_AREA_M2, distinct_points, signed_area_m2};
+use crate::limits::{
+    MAX_ATTRIBUTE_KEY_BYTES, MAX_ATTRIBUTE_VALUE_BYTES, MAX_ATTRIBUTES, MAX_FOOTPRINT_VERTICES,
+    MAX_ID_BYTES, MAX_LINE_VERTICES, MAX_NAME_BYTES,
+};
 use crate::model::{Asset, Geometry, Scene, field_name};
 
 /// Every problem in `scene`, in document order. Assets whose index is in
@@ -42,9 +46,10 @@ pub(crate) fn problems(scene: &Scene, geometry_reported: &[usize]) -> Vec<SceneP
     for (index, asset) in scene.assets.iter().enumerate() {
         let path = format!("assets[{index}]");
         check_id(&asset.id, &path, "assets", index, &mut asset_ids, &mut out);
-        if !geometry_reported.contains(&index) {
+        if !geometry_reported.contains(&index) && check_vertex_count(asset, &path, &mut out) {
             check_geometry(asset, &path, &mut out);
         }
+        check_attributes(asset, &path, &mut out);
         check_height(asset, &path, &mut out);
     }
 
@@ -59,6 +64,14 @@ pub(crate) fn problems(scene: &Scene, geometry_reported: &[usize]) -> Vec<SceneP
             &mut sensor_ids,
             &mut out,
         );
+        for (field, text) in [("quantity", &sensor.quantity), ("unit", &sensor.unit)] {
+            if text.len() > MAX_NAME_BYTES {
+                out.push(SceneProblem::new(
+                    format!("{path}.{field}"),
+                    format!("is {} bytes, at most {MAX_NAME_BYTES}", text.len()),
+                ));
+            }
+        }
         if sensor.quantity.trim().is_empty() {
             out.push(SceneProblem::new(
                 format!("{path}.quantity"),
@@ -101,6 +114,11 @@ fn check_id<'a>(
 ) {
     if id.trim().is_empty() {
         out.push(SceneProblem::new(format!("{path}.id"), "must not be empty"));
+    } else if id.len() > MAX_ID_BYTES {
+        out.push(SceneProblem::new(
+            format!("{path}.id"),
+            format!("is {} bytes, at most {MAX_ID_BYTES}", id.len()),
+        ));
     } else if let Some(first) = seen.get(id) {
         out.push(SceneProblem::new(
             format!("{path}.id"),
@@ -108,6 +126,59 @@ fn check_id<'a>(
         ));
     } else {
         seen.insert(id, index);
+    }
+}
+
+/// At most [`MAX_FOOTPRINT_VERTICES`] or [`MAX_LINE_VERTICES`] points, so
+/// the asset fits in one frame and its shape is cheap to prepare; false
+/// (reported) when there are more, and the shape is not checked further.
+fn check_vertex_count(asset: &Asset, path: &str, out: &mut Vec<SceneProblem>) -> bool {
+    let (count, max) = match &asset.geometry {
+        Geometry::Footprint(points) => (points.len(), MAX_FOOTPRINT_VERTICES),
+        Geometry::Line(points) => (points.len(), MAX_LINE_VERTICES),
+        Geometry::Point(_) => return true,
+    };
+    if count <= max {
+        return true;
+    }
+    out.push(SceneProblem::new(
+        format!("{path}.{}", asset.geometry.field_name()),
+        format!("has {count} points, at most {max}; split or simplify it"),
+    ));
+    false
+}
+
+/// At most [`MAX_ATTRIBUTES`] attributes, each key and value within its
+/// length.
+fn check_attributes(asset: &Asset, path: &str, out: &mut Vec<SceneProblem>) {
+    if asset.attributes.len() > MAX_ATTRIBUTES {
+        out.push(SceneProblem::new(
+            format!("{path}.attributes"),
+            format!(
+                "has {} attributes, at most {MAX_ATTRIBUTES}",
+                asset.attributes.len()
+            ),
+        ));
+    }
+    for (key, value) in &asset.attributes {
+        if key.len() > MAX_ATTRIBUTE_KEY_BYTES {
+            out.push(SceneProblem::new(
+                format!("{path}.attributes"),
+                format!(
+                    "a key is {} bytes, at most {MAX_ATTRIBUTE_KEY_BYTES}",
+                    key.len()
+                ),
+            ));
+        }
+        if value.len() > MAX_ATTRIBUTE_VALUE_BYTES {
+            out.push(SceneProblem::new(
+                format!("{path}.attributes.{key}"),
+                format!(
+                    "is {} bytes, at most {MAX_ATTRIBUTE_VALUE_BYTES}",
+                    value.len()
+                ),
+            ));
+        }
     }
 }
 
