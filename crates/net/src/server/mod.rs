@@ -92,7 +92,8 @@ pub enum NetEvent {
     },
 }
 
-/// What the server tells clients about itself in its [`Welcome`].
+/// What the server tells clients about itself in its
+/// [`Welcome`](polis_protocol::Welcome).
 #[derive(Debug, Clone)]
 pub struct ServerInfo {
     /// Server name and version.
