@@ -279,6 +279,52 @@ pub struct Subscribe {
     pub publish_interval_ms: u32,
 }
 
+impl Subscribe {
+    /// Why a server refuses this subscription, if it does: a playback speed
+    /// that is not a number ≥ 0 ([`ErrorCode::InvalidRequest`]), an area that
+    /// is not a WGS84 box or is larger than `max_area_km2`
+    /// ([`ErrorCode::InvalidArea`]), or a publishing interval longer than
+    /// [`crate::MAX_PUBLISH_INTERVAL_MS`] ([`ErrorCode::InvalidRequest`]).
+    /// Checked in that order; the first problem found is returned.
+    pub fn problem(&self, max_area_km2: f64) -> Option<ProtocolError> {
+        if !(self.speed.is_finite() && self.speed >= 0.0) {
+            return Some(ProtocolError {
+                code: ErrorCode::InvalidRequest,
+                detail: format!("playback speed {} is not a number >= 0", self.speed),
+            });
+        }
+        if !self.area.is_valid() {
+            return Some(ProtocolError {
+                code: ErrorCode::InvalidArea,
+                detail: format!(
+                    "area {:?} is not a WGS84 box (finite, min <= max, lon in ±180, lat in ±90)",
+                    self.area
+                ),
+            });
+        }
+        let area_km2 = self.area.area_km2();
+        if area_km2 > max_area_km2 {
+            return Some(ProtocolError {
+                code: ErrorCode::InvalidArea,
+                detail: format!(
+                    "area of {area_km2:.1} km² exceeds the limit of {max_area_km2} km²"
+                ),
+            });
+        }
+        if self.publish_interval_ms > crate::MAX_PUBLISH_INTERVAL_MS {
+            return Some(ProtocolError {
+                code: ErrorCode::InvalidRequest,
+                detail: format!(
+                    "publishing interval of {} ms exceeds the limit of {} ms",
+                    self.publish_interval_ms,
+                    crate::MAX_PUBLISH_INTERVAL_MS
+                ),
+            });
+        }
+        None
+    }
+}
+
 /// How readings in a time bucket are combined in a [`HistoryRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Aggregation {
