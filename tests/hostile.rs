@@ -7,7 +7,8 @@ use std::time::Duration;
 use polis_e2e::*;
 use polis_net::{ClientError, Session};
 use polis_protocol::{
-    ClientToServer, ErrorCode, GeoBox, MAX_FRAME_BYTES, ReadingBatch, Rejection, Role,
+    ClientToServer, ErrorCode, GeoBox, MAX_FRAME_BYTES, ReadingBatch, ReadingOutcome, Rejection,
+    Role,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -153,4 +154,114 @@ async fn limits_answer_with_explicit_errors() {
         }
         other => panic!("expected RateLimited, got {other:?}"),
     }
+}
+
+/// A reading from far in the future (9999-12-31, or i64::MAX ms) is refused
+/// over the protocol with its own outcome; the sensor keeps taking real
+/// readings; and a future reading already in history is forgotten when the
+/// server starts, so it cannot freeze the sensor across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_from_the_future_neither_freeze_a_sensor_nor_survive_a_restart() {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .expect("clock after 1970");
+    let server = TestServer::start();
+    let mut gateway = server.gateway().await;
+    let ack = gateway
+        .push(vec![
+            reading("meter-b-west-1", 253_402_300_799_000, 1.0),
+            reading("meter-b-west-1", i64::MAX, 1.0),
+            reading("meter-b-west-1", now_ms, 2.0),
+        ])
+        .await;
+    let outcomes: Vec<_> = ack
+        .not_accepted
+        .iter()
+        .map(|n| (n.index, n.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (0, ReadingOutcome::FutureTime),
+            (1, ReadingOutcome::TimeOutOfRange)
+        ]
+    );
+    assert_eq!(ack.accepted, 1);
+    let ack = gateway
+        .push(vec![reading("meter-b-west-1", now_ms + 1, 3.0)])
+        .await;
+    assert_eq!(
+        ack.accepted, 1,
+        "a real reading after the refused ones is taken"
+    );
+    drop(gateway);
+    drop(server);
+
+    // History written by an older server that took a reading from the future.
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let scene = tiny();
+    let sensors: Vec<(&str, bool)> = scene
+        .sensors
+        .iter()
+        .map(|s| (s.id.as_str(), s.personal))
+        .collect();
+    let history = polis_history::History::open(
+        &data_dir.path().join("history.sqlite"),
+        &sensors,
+        polis_history::HistoryOptions::default(),
+    )
+    .expect("history opens");
+    let key = history.key("meter-b-west-1").expect("registered");
+    let (tx, rx) = std::sync::mpsc::channel();
+    history
+        .writer()
+        .try_append(
+            vec![
+                polis_history::Row {
+                    sensor: key,
+                    device_time_ms: now_ms - 1_000,
+                    value: 7.0,
+                    quality: None,
+                },
+                polis_history::Row {
+                    sensor: key,
+                    device_time_ms: 253_402_300_799_000,
+                    value: 9.0,
+                    quality: None,
+                },
+            ],
+            move |committed| {
+                let _ = tx.send(committed);
+            },
+        )
+        .map_err(|_| "queue full")
+        .expect("queued");
+    assert_eq!(rx.recv_timeout(WAIT), Ok(true), "committed");
+    history.close().expect("closed");
+
+    let path = data_dir.path().to_owned();
+    let server = TestServer::start_configured(tiny(), |config| config.data_dir = path);
+    let mut viewer = server.viewer(west(), vec![]).await;
+    viewer
+        .until(WAIT, |v| {
+            v.values
+                .get("meter-b-west-1")
+                .is_some_and(|(t, _)| *t == now_ms - 1_000)
+        })
+        .await;
+    let mut gateway = server.gateway().await;
+    let ack = gateway
+        .push(vec![reading("meter-b-west-1", now_ms, 4.0)])
+        .await;
+    assert_eq!(ack.accepted, 1, "the restarted sensor is not frozen");
+    let reader = polis_history::HistoryReader::open(&data_dir.path().join("history.sqlite"))
+        .expect("reader");
+    let stored = reader
+        .readings("meter-b-west-1", i64::MIN, i64::MAX)
+        .expect("readings");
+    assert!(
+        stored.iter().all(|r| r.device_time_ms <= now_ms),
+        "history keeps no reading from the future: {stored:?}"
+    );
 }

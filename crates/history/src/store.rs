@@ -59,6 +59,10 @@ pub struct HistoryOptions {
     pub queue_capacity: usize,
     /// Durability of commits.
     pub synchronous: Synchronous,
+    /// Readings with a device time after this (ms since the Unix epoch) are
+    /// deleted when the store opens: a reading from the future would stay
+    /// every sensor's latest and make real readings stale.
+    pub forget_after_ms: Option<i64>,
 }
 
 impl Default for HistoryOptions {
@@ -67,6 +71,7 @@ impl Default for HistoryOptions {
             max_rows_per_commit: 100_000,
             queue_capacity: 1_024,
             synchronous: Synchronous::Full,
+            forget_after_ms: None,
         }
     }
 }
@@ -86,6 +91,7 @@ pub struct History {
     path: PathBuf,
     keys: HashMap<String, SensorKey>,
     writer: HistoryWriter,
+    forgotten_future_rows: u64,
 }
 
 impl std::fmt::Debug for History {
@@ -182,12 +188,28 @@ impl History {
             }
             tx.commit().map_err(&err)?;
         }
+        let forgotten_future_rows = match options.forget_after_ms {
+            Some(after_ms) => conn
+                .execute(
+                    "DELETE FROM readings WHERE device_time_ms > ?1",
+                    params![after_ms],
+                )
+                .map_err(&err)? as u64,
+            None => 0,
+        };
         let writer = HistoryWriter::start(path.to_owned(), conn, &options)?;
         Ok(History {
             path: path.to_owned(),
             keys,
             writer,
+            forgotten_future_rows,
         })
+    }
+
+    /// Readings deleted on opening for lying after
+    /// [`HistoryOptions::forget_after_ms`].
+    pub fn forgotten_future_rows(&self) -> u64 {
+        self.forgotten_future_rows
     }
 
     /// The store's file.

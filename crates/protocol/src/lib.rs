@@ -40,14 +40,15 @@ pub use handshake::{TokenLookup, check_hello};
 pub use mailbox::{SharedMailbox, ViewerMailbox};
 pub use messages::{
     Aggregation, AssetInfo, BatchAck, ClientToServer, ErrorCode, Geometry, Hello, HelloReply,
-    HistoryPoint, HistoryReply, HistoryRequest, NotAccepted, PickHit, PickReply, PickRequest,
-    PickTarget, ProtocolError, Quality, Reading, ReadingBatch, ReadingOutcome, Rejection,
-    SensorInfo, ServerToGateway, ServerToViewer, Snapshot, Subscribe, Update, ValueUpdate, Welcome,
+    HistoryPoint, HistoryReply, HistoryRequest, MAX_DEVICE_TIME_MS, MIN_DEVICE_TIME_MS,
+    NotAccepted, PickHit, PickReply, PickRequest, PickTarget, ProtocolError, Quality, Reading,
+    ReadingBatch, ReadingOutcome, Rejection, SensorInfo, ServerToGateway, ServerToViewer, Snapshot,
+    Subscribe, Update, ValueUpdate, Welcome,
 };
 pub use vocab::{Access, AssetKind, Domain, GeoBox, GeometryClass, Georeference, Role};
 
 /// The protocol version this crate speaks. A server refuses other versions.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// ALPN identifier negotiated by TLS; includes the protocol generation.
 pub const ALPN: &[u8] = b"polis/4";

@@ -135,6 +135,13 @@ impl Quality {
     }
 }
 
+/// Earliest device time a reading may carry, ms since the Unix epoch:
+/// 0000-01-01T00:00:00Z, the first instant RFC 3339 can write.
+pub const MIN_DEVICE_TIME_MS: i64 = -62_167_219_200_000;
+/// Latest device time a reading may carry, ms since the Unix epoch:
+/// 9999-12-31T23:59:59.999Z, the last millisecond RFC 3339 can write.
+pub const MAX_DEVICE_TIME_MS: i64 = 253_402_300_799_999;
+
 /// One sensor reading as a gateway sends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reading {
@@ -188,6 +195,13 @@ pub enum ReadingOutcome {
     ConflictingValue,
     /// Refused: the gateway's token does not cover this sensor.
     OutOfScope,
+    /// Refused: the device time lies further in the future than the
+    /// server's clock and its allowed skew (`limits.max_clock_skew_secs`):
+    /// kept, it would make every real reading after it stale.
+    FutureTime,
+    /// Refused: the device time is outside what RFC 3339 can write (years
+    /// 0000 to 9999, [`MIN_DEVICE_TIME_MS`]..=[`MAX_DEVICE_TIME_MS`]).
+    TimeOutOfRange,
 }
 
 impl ReadingOutcome {
@@ -200,6 +214,8 @@ impl ReadingOutcome {
                 | ReadingOutcome::NonFiniteValue
                 | ReadingOutcome::ConflictingValue
                 | ReadingOutcome::OutOfScope
+                | ReadingOutcome::FutureTime
+                | ReadingOutcome::TimeOutOfRange
         )
     }
 
@@ -212,6 +228,12 @@ impl ReadingOutcome {
             ReadingOutcome::NonFiniteValue => "value is not a finite number",
             ReadingOutcome::ConflictingValue => "conflicting value for a device time already held",
             ReadingOutcome::OutOfScope => "outside the sensors this gateway token may write",
+            ReadingOutcome::FutureTime => {
+                "device time is further ahead of the server's clock than the allowed skew"
+            }
+            ReadingOutcome::TimeOutOfRange => {
+                "device time is outside the years 0000 to 9999 (RFC 3339)"
+            }
         }
     }
 }

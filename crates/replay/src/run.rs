@@ -206,7 +206,16 @@ pub async fn run_replay(
             }
         }
         let sim_ms = sim_time_ms(options.start_ms, options.speed, started.elapsed());
-        let readings = plan.readings_at(data, sim_ms);
+        let mut readings = plan.readings_at(data, sim_ms);
+        // Servers refuse device times ahead of their clock, so a replay
+        // faster than real time stamps its values with the wall clock once
+        // simulated time has passed it.
+        let stamp_ms = sim_ms.min(wall_clock_ms());
+        if stamp_ms != sim_ms {
+            for reading in &mut readings {
+                reading.device_time_ms = stamp_ms;
+            }
+        }
         push_round(
             &mut gateway,
             &readings,
@@ -222,6 +231,13 @@ pub async fn run_replay(
     }
     gateway.close().await;
     Ok(stats)
+}
+
+/// The wall clock, ms since the Unix epoch.
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn from_client(err: ClientError) -> ReplayError {

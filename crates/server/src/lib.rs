@@ -21,8 +21,8 @@ pub use audit::AuditLog;
 pub use bridge::{NetBridgePlugin, NetLink, NetSystems};
 pub use config::{
     Config, ConfigError, ConfigProblem, DEFAULT_DATA_DIR, DEFAULT_HTTP_LISTEN, DEFAULT_LISTEN,
-    DEFAULT_MAX_TICK_HZ, DEFAULT_TICK_HZ, ENV_KEYS, HistoryConfig, Http, Limits, PrivacyConfig,
-    SyncMode, TokenEntry, env_var_for,
+    DEFAULT_MAX_CLOCK_SKEW_SECS, DEFAULT_MAX_TICK_HZ, DEFAULT_TICK_HZ, ENV_KEYS, HistoryConfig,
+    Http, Limits, PrivacyConfig, SyncMode, TokenEntry, env_var_for,
 };
 pub use http::HttpEndpoint;
 pub use metrics::{Observed, ObservedHandle, SceneFacts, ServerMetrics, render_prometheus};

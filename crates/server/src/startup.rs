@@ -46,6 +46,8 @@ pub(crate) struct Parts {
     pub(crate) privacy: PrivacyOptions,
     /// The retention thread, when personal readings expire.
     pub(crate) retention: Option<std::thread::JoinHandle<()>>,
+    /// How far ahead of the clock device times may be, ms.
+    pub(crate) max_clock_skew_ms: i64,
 }
 
 /// History as the server uses it once opened.
@@ -118,6 +120,7 @@ pub(crate) fn open_parts(
             district_m: config.privacy.district_m,
         },
         retention,
+        max_clock_skew_ms: config.limits.max_clock_skew_ms(),
     })
 }
 
@@ -152,9 +155,17 @@ fn open_history(config: &Config, scene: &Scene) -> anyhow::Result<OpenHistory> {
             SyncMode::Full => Synchronous::Full,
             SyncMode::Normal => Synchronous::Normal,
         },
+        forget_after_ms: Some(unix_now_ms().saturating_add(config.limits.max_clock_skew_ms())),
         ..HistoryOptions::default()
     };
     let history = History::open(&path, &sensors, options)?;
+    if history.forgotten_future_rows() > 0 {
+        warn!(
+            deleted = history.forgotten_future_rows(),
+            "history held readings from the future (beyond limits.max_clock_skew_secs); \
+             deleted them so their sensors take real readings again"
+        );
+    }
     let restored: Vec<(String, StoredReading)> = history
         .reader()?
         .latest_all()?
@@ -273,9 +284,7 @@ fn spawn_retention(
             while !stop.load(Ordering::SeqCst) {
                 if Instant::now() >= next {
                     next = Instant::now() + every;
-                    let now_ms = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as i64);
+                    let now_ms = unix_now_ms();
                     // Saturating: an age beyond the clock's range deletes
                     // nothing rather than wrapping into the future.
                     let age_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
@@ -293,4 +302,11 @@ fn spawn_retention(
             }
         })
         .context("cannot start the retention thread")
+}
+
+/// The wall clock, ms since the Unix epoch (0 before it).
+pub(crate) fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

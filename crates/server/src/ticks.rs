@@ -9,14 +9,14 @@ use bevy::app::TaskPoolPlugin;
 use bevy::prelude::*;
 use bevy::time::TimePlugin;
 use polis_scene::Scene;
-use polis_twin::{PickPlugin, TwinPlugin};
+use polis_twin::{DeviceTimeLimit, PickPlugin, TwinPlugin};
 use tracing::info;
 
 use crate::audit::AuditPlugin;
 use crate::bridge::{NetBridgePlugin, NetLink};
 use crate::metrics::{MetricsPlugin, ObservedHandle};
 use crate::playback::PlaybackPlugin;
-use crate::startup::Parts;
+use crate::startup::{Parts, unix_now_ms};
 
 /// Longest the idle twin sleeps before looking at the stop flag again.
 const STOP_CHECK: Duration = Duration::from_millis(100);
@@ -91,6 +91,7 @@ pub(crate) fn run_twin(
     stop: &AtomicBool,
 ) {
     let retention = parts.retention.take();
+    let max_clock_skew_ms = parts.max_clock_skew_ms;
     let mut app = build_app(scene, parts, observed.clone());
     // The scene was spawned and dropped while the plugins were built.
     crate::memory::release_freed_memory();
@@ -100,6 +101,9 @@ pub(crate) fn run_twin(
     link.wake_on_commit(std::thread::current());
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
+        app.insert_resource(DeviceTimeLimit {
+            newest_ms: unix_now_ms().saturating_add(max_clock_skew_ms),
+        });
         app.update();
         observed.0.metrics.observe_tick(started.elapsed());
         observed.0.ready.store(true, Ordering::Relaxed);

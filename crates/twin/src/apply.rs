@@ -1,7 +1,9 @@
 //! Applying gateway readings to the sensors' latest state.
 
 use bevy::prelude::*;
-use polis_protocol::{BatchAck, NotAccepted, Reading, ReadingOutcome};
+use polis_protocol::{
+    BatchAck, MAX_DEVICE_TIME_MS, MIN_DEVICE_TIME_MS, NotAccepted, Reading, ReadingOutcome,
+};
 
 use crate::city::SensorTable;
 use crate::components::StoredReading;
@@ -25,18 +27,35 @@ pub struct IngestCounters {
     pub batches: u64,
 }
 
+/// The latest device time a reading may carry this tick: the server's
+/// wall clock plus the clock skew it allows, set before each tick. Without
+/// it, only the RFC 3339 range bounds device times.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceTimeLimit {
+    /// Newest device time accepted, ms since the Unix epoch.
+    pub newest_ms: i64,
+}
+
 /// Handles of sensors whose latest value changed this tick, in order.
 #[derive(Resource, Debug, Default)]
 pub(crate) struct ChangedSensors(pub(crate) Vec<u32>);
 
-/// Decides what a reading does to a sensor whose latest reading is `latest`:
-/// `None` means accepted (it becomes the latest).
+/// Decides what a reading does to a sensor whose latest reading is `latest`,
+/// when device times up to `newest_ms` are accepted: `None` means accepted
+/// (it becomes the latest).
 pub fn classify_reading(
     latest: Option<&StoredReading>,
     reading: &Reading,
+    newest_ms: Option<i64>,
 ) -> Option<ReadingOutcome> {
     if !reading.value.is_finite() {
         return Some(ReadingOutcome::NonFiniteValue);
+    }
+    if !(MIN_DEVICE_TIME_MS..=MAX_DEVICE_TIME_MS).contains(&reading.device_time_ms) {
+        return Some(ReadingOutcome::TimeOutOfRange);
+    }
+    if newest_ms.is_some_and(|newest_ms| reading.device_time_ms > newest_ms) {
+        return Some(ReadingOutcome::FutureTime);
     }
     let latest = latest?;
     match reading.device_time_ms.cmp(&latest.device_time_ms) {
@@ -57,7 +76,9 @@ pub(crate) fn apply_readings(
     mut counters: ResMut<IngestCounters>,
     mut changed: ResMut<ChangedSensors>,
     mut dirty: ResMut<DirtyAggregates>,
+    limit: Option<Res<DeviceTimeLimit>>,
 ) {
+    let newest_ms = limit.map(|limit| limit.newest_ms);
     for IncomingBatch {
         ticket,
         scope,
@@ -79,7 +100,8 @@ pub(crate) fn apply_readings(
                 _ if !in_scope => Some(ReadingOutcome::OutOfScope),
                 None => Some(ReadingOutcome::UnknownSensor),
                 Some(handle) => {
-                    let outcome = classify_reading(sensors.latest(handle).as_ref(), reading);
+                    let outcome =
+                        classify_reading(sensors.latest(handle).as_ref(), reading, newest_ms);
                     if matches!(outcome, None | Some(ReadingOutcome::Stale)) {
                         recorded.push(RecordedReading {
                             sensor: handle,
@@ -179,30 +201,57 @@ mod tests {
 
     #[test]
     fn newer_readings_win_by_device_time() {
-        assert_eq!(classify_reading(None, &reading(5, 1.0)), None);
+        assert_eq!(classify_reading(None, &reading(5, 1.0), None), None);
         assert_eq!(
-            classify_reading(Some(&stored(5, 1.0)), &reading(6, 0.0)),
+            classify_reading(Some(&stored(5, 1.0)), &reading(6, 0.0), None),
             None
         );
         assert_eq!(
-            classify_reading(Some(&stored(5, 1.0)), &reading(4, 9.0)),
+            classify_reading(Some(&stored(5, 1.0)), &reading(4, 9.0), None),
             Some(ReadingOutcome::Stale)
         );
         assert_eq!(
-            classify_reading(Some(&stored(5, 1.0)), &reading(5, 1.0)),
+            classify_reading(Some(&stored(5, 1.0)), &reading(5, 1.0), None),
             Some(ReadingOutcome::Duplicate)
         );
         assert_eq!(
-            classify_reading(Some(&stored(5, 1.0)), &reading(5, 2.0)),
+            classify_reading(Some(&stored(5, 1.0)), &reading(5, 2.0), None),
             Some(ReadingOutcome::ConflictingValue)
         );
         assert_eq!(
-            classify_reading(None, &reading(5, f64::NAN)),
+            classify_reading(None, &reading(5, f64::NAN), None),
             Some(ReadingOutcome::NonFiniteValue)
         );
         assert_eq!(
-            classify_reading(None, &reading(5, f64::INFINITY)),
+            classify_reading(None, &reading(5, f64::INFINITY), None),
             Some(ReadingOutcome::NonFiniteValue)
+        );
+    }
+
+    #[test]
+    fn device_times_past_the_limit_or_rfc_3339_are_refused() {
+        let newest = Some(1_000);
+        assert_eq!(classify_reading(None, &reading(1_000, 1.0), newest), None);
+        assert_eq!(
+            classify_reading(None, &reading(1_001, 1.0), newest),
+            Some(ReadingOutcome::FutureTime)
+        );
+        // Refused before it can be compared with the latest reading.
+        assert_eq!(
+            classify_reading(Some(&stored(5, 1.0)), &reading(1_001, 1.0), newest),
+            Some(ReadingOutcome::FutureTime)
+        );
+        assert_eq!(
+            classify_reading(None, &reading(MAX_DEVICE_TIME_MS + 1, 1.0), None),
+            Some(ReadingOutcome::TimeOutOfRange)
+        );
+        assert_eq!(
+            classify_reading(None, &reading(MIN_DEVICE_TIME_MS - 1, 1.0), None),
+            Some(ReadingOutcome::TimeOutOfRange)
+        );
+        assert_eq!(
+            classify_reading(None, &reading(MIN_DEVICE_TIME_MS, 1.0), None),
+            None
         );
     }
 }

@@ -27,7 +27,7 @@ mod spawn;
 use bevy::prelude::*;
 use polis_scene::Scene;
 
-pub use apply::{IngestCounters, classify_reading};
+pub use apply::{DeviceTimeLimit, IngestCounters, classify_reading};
 pub use city::{AssetTable, CityTooLarge, SensorTable};
 pub use components::{Audience, StoredReading, Travel, ViewerState};
 pub use index::{IndexedItem, ItemRef, SpatialIndex};

@@ -146,6 +146,75 @@ fn readings_are_classified_by_device_time() {
     assert_eq!(latest.map(|r| r.value), Some(3.0));
 }
 
+/// A reading from the future would stay the sensor's latest and make every
+/// real reading after it stale: it is refused, and so are device times
+/// RFC 3339 cannot write.
+#[test]
+fn readings_from_the_future_or_beyond_rfc_3339_are_refused() {
+    let mut app = app();
+    let now_ms = 1_800_000_000_000;
+    app.insert_resource(DeviceTimeLimit {
+        newest_ms: now_ms + 300_000,
+    });
+    let ack = push(
+        &mut app,
+        1,
+        vec![
+            reading("meter-b-west-1", 253_402_300_799_000, 1.0), // 9999-12-31
+            reading("meter-b-west-1", i64::MAX, 1.0),
+            reading("meter-b-west-1", i64::MIN, 1.0),
+            reading("meter-b-west-1", now_ms + 300_001, 1.0),
+            reading("meter-b-west-1", now_ms + 300_000, 2.0), // within the skew
+        ],
+    );
+    let outcomes: Vec<_> = ack.not_accepted.iter().map(|n| n.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            ReadingOutcome::FutureTime,
+            ReadingOutcome::TimeOutOfRange,
+            ReadingOutcome::TimeOutOfRange,
+            ReadingOutcome::FutureTime,
+        ]
+    );
+    assert!(outcomes.iter().all(|o| o.is_refusal()));
+    assert_eq!(ack.accepted, 1);
+    // The sensor keeps taking real readings.
+    let ack = push(
+        &mut app,
+        2,
+        vec![reading("meter-b-west-1", now_ms + 300_001, 3.0)],
+    );
+    assert_eq!(
+        ack.not_accepted.first().map(|n| n.outcome),
+        Some(ReadingOutcome::FutureTime)
+    );
+    app.insert_resource(DeviceTimeLimit {
+        newest_ms: now_ms + 600_000,
+    });
+    let ack = push(
+        &mut app,
+        3,
+        vec![reading("meter-b-west-1", now_ms + 300_001, 3.0)],
+    );
+    assert_eq!(ack.accepted, 1);
+    // Without a clock, the RFC 3339 range still holds.
+    let mut unclocked = self::app();
+    let ack = push(
+        &mut unclocked,
+        1,
+        vec![reading("meter-b-west-1", i64::MAX, 1.0)],
+    );
+    assert_eq!(
+        ack.not_accepted.first().map(|n| n.outcome),
+        Some(ReadingOutcome::TimeOutOfRange)
+    );
+    assert_eq!(
+        (MIN_DEVICE_TIME_MS, MAX_DEVICE_TIME_MS),
+        (-62_167_219_200_000, 253_402_300_799_999)
+    );
+}
+
 #[test]
 fn viewers_get_a_snapshot_of_exactly_their_area_then_its_updates() {
     let mut app = app();

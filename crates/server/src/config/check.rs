@@ -12,6 +12,8 @@ use crate::tokens::token_sha256;
 const MAX_RETENTION_AGE_HOURS: f64 = 876_000.0;
 /// Seconds in a year: the longest pause between two retention runs.
 const MAX_RETENTION_EVERY_SECS: u64 = 31_536_000;
+/// Seconds in a week: the most a gateway's clock may run ahead.
+const MAX_CLOCK_SKEW_SECS: f64 = 604_800.0;
 /// Earth's surface, km²: no area to subscribe to is larger.
 const EARTH_SURFACE_KM2: f64 = 510_072_000.0;
 
@@ -153,6 +155,12 @@ impl Config {
                 limits.max_area_km2,
                 1e-6,
                 EARTH_SURFACE_KM2,
+            ),
+            Range::real(
+                "limits.max_clock_skew_secs",
+                limits.max_clock_skew_secs,
+                0.0,
+                MAX_CLOCK_SKEW_SECS,
             ),
             Range::real(
                 "history.personal_raw_max_age_hours",

@@ -28,6 +28,10 @@ pub const DEFAULT_MAX_TICK_HZ: f64 = 10_000.0;
 /// Highest accepted ceiling of event-driven ticks per second.
 const MAX_MAX_TICK_HZ: f64 = 100_000.0;
 
+/// Default allowance for gateways' clocks running ahead of the server's,
+/// seconds: a few minutes, as NTP-less devices drift.
+pub const DEFAULT_MAX_CLOCK_SKEW_SECS: f64 = 300.0;
+
 /// Default address of the HTTP endpoint (health, readiness, metrics).
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9433";
 
@@ -125,6 +129,9 @@ pub struct Limits {
     pub max_subscriptions_per_second: f64,
     /// Largest area a viewer may subscribe to, km².
     pub max_area_km2: f64,
+    /// How far ahead of the server's clock a reading's device time may be,
+    /// seconds; later readings are refused (`FutureTime`).
+    pub max_clock_skew_secs: f64,
 }
 
 impl Default for Limits {
@@ -140,11 +147,18 @@ impl Default for Limits {
             max_readings_per_second: session.max_readings_per_second,
             max_subscriptions_per_second: session.max_subscriptions_per_second,
             max_area_km2: session.max_area_km2,
+            max_clock_skew_secs: DEFAULT_MAX_CLOCK_SKEW_SECS,
         }
     }
 }
 
 impl Limits {
+    /// [`Limits::max_clock_skew_secs`] in whole milliseconds.
+    pub fn max_clock_skew_ms(&self) -> i64 {
+        // In range once checked (at most a week); saturating otherwise.
+        (self.max_clock_skew_secs * 1e3) as i64
+    }
+
     /// The per-session limits for the network edge.
     pub fn session(&self) -> polis_net::SessionLimits {
         polis_net::SessionLimits {
