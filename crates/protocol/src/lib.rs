@@ -30,6 +30,7 @@ mod compact;
 mod handshake;
 mod mailbox;
 mod messages;
+mod readings;
 pub mod shape;
 mod vocab;
 
@@ -39,11 +40,14 @@ pub use codec::{
 pub use handshake::{TokenLookup, check_hello};
 pub use mailbox::{SharedMailbox, ViewerMailbox};
 pub use messages::{
-    Aggregation, AssetInfo, BatchAck, ClientToServer, ErrorCode, Geometry, Hello, HelloReply,
-    HistoryPoint, HistoryReply, HistoryRequest, MAX_DEVICE_TIME_MS, MIN_DEVICE_TIME_MS,
-    NotAccepted, PickHit, PickReply, PickRequest, PickTarget, ProtocolError, Quality, Reading,
-    ReadingBatch, ReadingOutcome, Rejection, SensorInfo, ServerToGateway, ServerToViewer, Snapshot,
-    Subscribe, Update, ValueUpdate, Welcome,
+    Aggregation, AssetInfo, ClientToServer, ErrorCode, Geometry, Hello, HelloReply, HistoryPoint,
+    HistoryReply, HistoryRequest, PickHit, PickReply, PickRequest, PickTarget, ProtocolError,
+    Rejection, SensorInfo, ServerToGateway, ServerToViewer, Snapshot, Subscribe, Update,
+    ValueUpdate, Welcome,
+};
+pub use readings::{
+    BatchAck, MAX_DEVICE_TIME_MS, MIN_DEVICE_TIME_MS, NotAccepted, Quality, Reading, ReadingBatch,
+    ReadingOutcome,
 };
 pub use vocab::{Access, AssetKind, Domain, GeoBox, GeometryClass, Georeference, Role};
 
