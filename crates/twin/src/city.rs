@@ -7,6 +7,10 @@
 //! string, shapes end to end in one list of coordinates, a latest reading as
 //! two numbers and a byte. A handle is the item's position in the scene and
 //! the index into every column.
+//!
+//! Longer than most modules (≈ 700 lines, a third of them tests): the two
+//! tables share their span arithmetic and flat storage, and are one concept,
+//! so they are kept together.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
