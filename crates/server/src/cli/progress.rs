@@ -43,27 +43,33 @@ impl ProgressLine {
     /// Reports `done` of `total` in `stage`.
     pub(crate) fn update(&mut self, stage: &str, done: u64, total: Option<u64>) {
         let total = total.filter(|&total| total > 0);
+        if !self.shown_any && !self.bar.is_hidden() {
+            // Keeps the spinner and the elapsed time moving between updates
+            // (and draws instead of every setter below).
+            self.bar
+                .enable_steady_tick(Duration::from_millis(1000 / u64::from(TERMINAL_HZ)));
+        }
+        // Style, position and length first, the message (which draws) last,
+        // so that a stage is not drawn with the figures of another.
+        if self.with_total != Some(total.is_some()) {
+            self.with_total = Some(total.is_some());
+            self.bar.set_style(style(total.is_some()));
+        }
+        self.bar.update(|state| {
+            state.set_pos(done);
+            if let Some(total) = total {
+                state.set_len(total);
+            }
+        });
+        if total.is_none() && self.bar.length().is_some() {
+            self.bar.unset_length();
+        }
         let changed = stage != self.stage;
         if changed {
             stage.clone_into(&mut self.stage);
             self.bar.set_message(stage.to_owned());
         }
-        if self.with_total != Some(total.is_some()) {
-            self.with_total = Some(total.is_some());
-            self.bar.set_style(style(total.is_some()));
-        }
-        match total {
-            Some(total) => self.bar.set_length(total),
-            None => self.bar.unset_length(),
-        }
-        self.bar.set_position(done);
-        if !self.bar.is_hidden() {
-            if !self.shown_any {
-                // Keeps the spinner and the elapsed time moving between updates.
-                self.bar
-                    .enable_steady_tick(Duration::from_millis(1000 / u64::from(TERMINAL_HZ)));
-            }
-        } else if changed || self.last_logged.elapsed() >= LOG_INTERVAL {
+        if self.bar.is_hidden() && (changed || self.last_logged.elapsed() >= LOG_INTERVAL) {
             eprintln!(
                 "{}  [{:.1} s]",
                 plain_line(stage, done, total),
