@@ -4,21 +4,7 @@
 //! serves any router with hyper's HTTP/1.1 connection builder on its own
 //! `polis-http` thread, so it answers while the scene loads and however busy
 //! the twin is. A later API adds its routes by merging its router into the
-//! operator one before serving, and gets the same limits:
-//!
-//! - a request head larger than `MAX_REQUEST_BYTES` is answered
-//!   `431 Request Header Fields Too Large` by hyper, whose read buffer is
-//!   capped at that size (`max_buf_size`; hyper also refuses more than 100
-//!   header fields the same way);
-//! - a client has `REQUEST_TIMEOUT` to send its head (hyper's
-//!   `header_read_timeout`) and, in all, to be answered, after which its
-//!   connection is dropped;
-//! - one request per connection (`Connection: close`), and at most
-//!   `MAX_CONCURRENT` connections at once: further ones wait in the listen
-//!   backlog.
-//!
-//! Dropping the endpoint stops accepting and lets the answers under way
-//! finish (each bounded by the timeout) before the thread ends.
+//! operator one before serving, and gets the same limits.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +33,8 @@ const MAX_REQUEST_BYTES: usize = 8 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most connections served at once; further connections wait in the backlog.
 const MAX_CONCURRENT: usize = 64;
+/// Time the connections under way have to finish once the endpoint stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// The running endpoint; dropping it stops it.
 pub struct HttpEndpoint {
@@ -71,8 +59,21 @@ impl HttpEndpoint {
         Ok(endpoint)
     }
 
-    /// Binds `listen` and serves `router` on the `polis-http` thread, within
-    /// the limits described in the module documentation.
+    /// Binds `listen` and serves `router` on the `polis-http` thread (a
+    /// current-thread tokio runtime), within limits fit for any client on
+    /// the network:
+    ///
+    /// - a request head over 8 KiB is answered `431 Request Header Fields
+    ///   Too Large` by hyper, whose read buffer is capped at that size
+    ///   (`max_buf_size`; hyper refuses more than 100 header fields the
+    ///   same way);
+    /// - a client has 5 s to send its head (hyper's `header_read_timeout`)
+    ///   and, in all, to be answered, after which its connection is dropped;
+    /// - one request per connection (`Connection: close`), and at most 64
+    ///   connections at once: further ones wait in the listen backlog.
+    ///
+    /// Dropping the endpoint stops accepting and gives the answers under way
+    /// up to a second to finish before the thread ends.
     pub fn serve(listen: SocketAddr, router: Router) -> anyhow::Result<HttpEndpoint> {
         let listener = std::net::TcpListener::bind(listen)
             .with_context(|| format!("cannot listen for HTTP on {listen}"))?;
@@ -116,7 +117,8 @@ impl Drop for HttpEndpoint {
     }
 }
 
-/// Accepts connections until `shutdown`, then waits for those under way.
+/// Accepts connections until `shutdown`, then waits a little for those
+/// under way.
 async fn accept(listener: tokio::net::TcpListener, router: Router, shutdown: &Notify) {
     let slots = Arc::new(Semaphore::new(MAX_CONCURRENT));
     let graceful = GracefulShutdown::new();
@@ -153,7 +155,12 @@ async fn accept(listener: tokio::net::TcpListener, router: Router, shutdown: &No
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        debug!("HTTP connections still open at shutdown dropped");
+    }
 }
 
 /// The operator routes: `GET` (and `HEAD`) `/healthz`, `/readyz` and
@@ -333,5 +340,27 @@ mod tests {
         // Dropping stops the endpoint: the port no longer answers.
         drop(endpoint);
         assert!(std::net::TcpStream::connect(addr).is_err());
+    }
+
+    #[test]
+    fn a_silent_client_delays_the_stop_by_the_grace_only() {
+        let endpoint = HttpEndpoint::start(
+            "127.0.0.1:0".parse().expect("address"),
+            Arc::new(Observed::default()),
+        )
+        .expect("starts");
+        let mut silent = std::net::TcpStream::connect(endpoint.local_addr()).expect("connects");
+        // Half a head: the connection is under way when the endpoint stops.
+        silent
+            .write_all(b"GET /healthz HTTP/1.1\r\n")
+            .expect("sent");
+        std::thread::sleep(Duration::from_millis(100));
+        let stopping = std::time::Instant::now();
+        drop(endpoint);
+        let took = stopping.elapsed();
+        assert!(
+            took >= SHUTDOWN_GRACE && took < REQUEST_TIMEOUT,
+            "stopped after {took:?}"
+        );
     }
 }
