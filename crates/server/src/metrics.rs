@@ -1,7 +1,7 @@
 //! What the running server exposes about itself: readiness, counters and the
-//! Prometheus text rendering of them.
+//! Prometheus text rendering of them (by `prometheus-client`).
 
-use std::fmt::Write as _;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -9,6 +9,12 @@ use std::time::Duration;
 use bevy::prelude::*;
 use polis_net::NetStats;
 use polis_twin::{IngestCounters, TwinTick, ViewerBacklog};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::bridge::NetLink;
 
@@ -94,170 +100,193 @@ pub struct Observed {
 #[derive(Resource, Debug, Clone, Default)]
 pub struct ObservedHandle(pub Arc<Observed>);
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-    );
+/// Reads [`Observed`] at each scrape and describes it to a Prometheus
+/// registry: the names, help texts, types and labels of the exposition.
+#[derive(Debug)]
+struct ObservedCollector(Arc<Observed>);
+
+/// Encodes one unlabelled counter; `name` is without its `_total` suffix,
+/// which the encoder adds.
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let counter = ConstCounter::new(value);
+    counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-    );
+/// Encodes one unlabelled gauge.
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let gauge = ConstGauge::new(value);
+    gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
+}
+
+impl Collector for ObservedCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let observed = &self.0;
+        let m = &observed.metrics;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        gauge(
+            &mut encoder,
+            "polis_ready",
+            "1 once the server serves its scene.",
+            u64::from(observed.ready.load(Ordering::Relaxed)),
+        )?;
+        if let Some(scene) = observed.scene.get() {
+            // An info metric: the encoder names it `polis_scene_info`.
+            encoder
+                .encode_descriptor(
+                    "polis_scene",
+                    "The scene being served.",
+                    None,
+                    MetricType::Info,
+                )?
+                .encode_info(&[("scene", scene.name.as_str())])?;
+            gauge(
+                &mut encoder,
+                "polis_scene_assets",
+                "Assets in the scene.",
+                scene.assets as u64,
+            )?;
+            gauge(
+                &mut encoder,
+                "polis_scene_sensors",
+                "Sensors in the scene.",
+                scene.sensors as u64,
+            )?;
+        }
+        if let Some(net) = observed.net.get() {
+            let mut connections = encoder.encode_descriptor(
+                "polis_connections",
+                "Connections by role.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (role, count) in [
+                ("gateway", &net.gateways_connected),
+                ("viewer", &net.viewers_connected),
+            ] {
+                ConstGauge::new(load(count))
+                    .encode(connections.encode_family(&[("role", role)])?)?;
+            }
+            counter(
+                &mut encoder,
+                "polis_handshakes_rejected",
+                "Handshakes refused (version, token, role).",
+                load(&net.handshakes_rejected),
+            )?;
+            counter(
+                &mut encoder,
+                "polis_protocol_errors",
+                "Connections closed for a protocol error.",
+                load(&net.protocol_errors),
+            )?;
+            counter(
+                &mut encoder,
+                "polis_viewer_frames_sent",
+                "Frames sent to viewers.",
+                load(&net.viewer_frames_sent),
+            )?;
+            counter(
+                &mut encoder,
+                "polis_viewer_bytes_sent",
+                "Frame bytes sent to viewers.",
+                load(&net.viewer_bytes_sent),
+            )?;
+            counter(
+                &mut encoder,
+                "polis_viewer_values_sent",
+                "Sensor values sent to viewers (in snapshots and updates).",
+                load(&net.viewer_values_sent),
+            )?;
+        }
+        counter(
+            &mut encoder,
+            "polis_readings_received",
+            "Readings received, whatever their outcome.",
+            load(&m.readings_received),
+        )?;
+        counter(
+            &mut encoder,
+            "polis_readings_accepted",
+            "Readings that became their sensor's latest value.",
+            load(&m.readings_accepted),
+        )?;
+        counter(
+            &mut encoder,
+            "polis_readings_stale",
+            "Readings older than their sensor's latest (kept out).",
+            load(&m.readings_stale),
+        )?;
+        counter(
+            &mut encoder,
+            "polis_readings_duplicate",
+            "Exact repeats of a sensor's latest reading.",
+            load(&m.readings_duplicate),
+        )?;
+        counter(
+            &mut encoder,
+            "polis_readings_refused",
+            "Readings refused (unknown sensor, bad or conflicting value).",
+            load(&m.readings_refused),
+        )?;
+        counter(
+            &mut encoder,
+            "polis_batches",
+            "Reading batches applied and acknowledged.",
+            load(&m.batches),
+        )?;
+        counter(
+            &mut encoder,
+            "polis_ticks",
+            "Simulation ticks run.",
+            load(&m.ticks),
+        )?;
+        gauge(
+            &mut encoder,
+            "polis_viewers",
+            "Viewers subscribed in the twin.",
+            load(&m.viewers),
+        )?;
+        gauge(
+            &mut encoder,
+            "polis_viewer_queue_depth_max",
+            "Entries waiting in the fullest viewer mailbox.",
+            load(&m.viewer_backlog_max),
+        )?;
+        gauge(
+            &mut encoder,
+            "polis_net_events_pending",
+            "Events waiting in the channel from the network into the twin.",
+            load(&m.net_events_pending),
+        )?;
+        // Per-bucket counts; the encoder makes them cumulative and adds `+Inf`.
+        let buckets: Vec<(f64, u64)> = TICK_BUCKETS_SECS
+            .iter()
+            .zip(&m.tick_buckets)
+            .map(|(&bound, count)| (bound, load(count)))
+            .collect();
+        let count = buckets.iter().map(|(_, count)| count).sum::<u64>() + load(&m.tick_overflow);
+        encoder
+            .encode_descriptor(
+                "polis_tick_duration",
+                "Time to run one tick.",
+                Some(&Unit::Seconds),
+                MetricType::Histogram,
+            )?
+            .encode_histogram::<NoLabelSet>(
+                load(&m.tick_sum_ns) as f64 / 1e9,
+                count,
+                &buckets,
+                None,
+            )
+    }
 }
 
 /// The Prometheus text exposition (format 0.0.4) of `observed`.
-pub fn render_prometheus(observed: &Observed) -> String {
-    let m = &observed.metrics;
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+pub fn render_prometheus(observed: &Arc<Observed>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ObservedCollector(Arc::clone(observed))));
     let mut out = String::with_capacity(4096);
-    gauge(
-        &mut out,
-        "polis_ready",
-        "1 once the server serves its scene.",
-        u64::from(observed.ready.load(Ordering::Relaxed)),
-    );
-    if let Some(scene) = observed.scene.get() {
-        let _ = writeln!(
-            out,
-            "# HELP polis_scene_info The scene being served.\n# TYPE polis_scene_info gauge\npolis_scene_info{{scene=\"{}\"}} 1",
-            scene.name.replace(['"', '\\', '\n'], "_")
-        );
-        gauge(
-            &mut out,
-            "polis_scene_assets",
-            "Assets in the scene.",
-            scene.assets as u64,
-        );
-        gauge(
-            &mut out,
-            "polis_scene_sensors",
-            "Sensors in the scene.",
-            scene.sensors as u64,
-        );
-    }
-    if let Some(net) = observed.net.get() {
-        let _ = writeln!(
-            out,
-            "# HELP polis_connections Connections by role.\n# TYPE polis_connections gauge\npolis_connections{{role=\"gateway\"}} {}\npolis_connections{{role=\"viewer\"}} {}",
-            load(&net.gateways_connected),
-            load(&net.viewers_connected)
-        );
-        counter(
-            &mut out,
-            "polis_handshakes_rejected_total",
-            "Handshakes refused (version, token, role).",
-            load(&net.handshakes_rejected),
-        );
-        counter(
-            &mut out,
-            "polis_protocol_errors_total",
-            "Connections closed for a protocol error.",
-            load(&net.protocol_errors),
-        );
-        counter(
-            &mut out,
-            "polis_viewer_frames_sent_total",
-            "Frames sent to viewers.",
-            load(&net.viewer_frames_sent),
-        );
-        counter(
-            &mut out,
-            "polis_viewer_bytes_sent_total",
-            "Frame bytes sent to viewers.",
-            load(&net.viewer_bytes_sent),
-        );
-        counter(
-            &mut out,
-            "polis_viewer_values_sent_total",
-            "Sensor values sent to viewers (in snapshots and updates).",
-            load(&net.viewer_values_sent),
-        );
-    }
-    counter(
-        &mut out,
-        "polis_readings_received_total",
-        "Readings received, whatever their outcome.",
-        load(&m.readings_received),
-    );
-    counter(
-        &mut out,
-        "polis_readings_accepted_total",
-        "Readings that became their sensor's latest value.",
-        load(&m.readings_accepted),
-    );
-    counter(
-        &mut out,
-        "polis_readings_stale_total",
-        "Readings older than their sensor's latest (kept out).",
-        load(&m.readings_stale),
-    );
-    counter(
-        &mut out,
-        "polis_readings_duplicate_total",
-        "Exact repeats of a sensor's latest reading.",
-        load(&m.readings_duplicate),
-    );
-    counter(
-        &mut out,
-        "polis_readings_refused_total",
-        "Readings refused (unknown sensor, bad or conflicting value).",
-        load(&m.readings_refused),
-    );
-    counter(
-        &mut out,
-        "polis_batches_total",
-        "Reading batches applied and acknowledged.",
-        load(&m.batches),
-    );
-    counter(
-        &mut out,
-        "polis_ticks_total",
-        "Simulation ticks run.",
-        load(&m.ticks),
-    );
-    gauge(
-        &mut out,
-        "polis_viewers",
-        "Viewers subscribed in the twin.",
-        load(&m.viewers),
-    );
-    gauge(
-        &mut out,
-        "polis_viewer_queue_depth_max",
-        "Entries waiting in the fullest viewer mailbox.",
-        load(&m.viewer_backlog_max),
-    );
-    gauge(
-        &mut out,
-        "polis_net_events_pending",
-        "Events waiting in the channel from the network into the twin.",
-        load(&m.net_events_pending),
-    );
-    let _ = writeln!(
-        out,
-        "# HELP polis_tick_duration_seconds Time to run one tick.\n# TYPE polis_tick_duration_seconds histogram"
-    );
-    let mut cumulative = 0;
-    for (bound, bucket) in TICK_BUCKETS_SECS.iter().zip(&m.tick_buckets) {
-        cumulative += load(bucket);
-        let _ = writeln!(
-            out,
-            "polis_tick_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-        );
-    }
-    cumulative += load(&m.tick_overflow);
-    let _ = writeln!(
-        out,
-        "polis_tick_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
-    );
-    let _ = writeln!(
-        out,
-        "polis_tick_duration_seconds_sum {}\npolis_tick_duration_seconds_count {cumulative}",
-        load(&m.tick_sum_ns) as f64 / 1e9
-    );
+    // Writing into a `String` cannot fail, nor can any of the encoders above.
+    let _ = prometheus_text::encode(&mut out, &registry);
     out
 }
 
@@ -306,13 +335,14 @@ mod tests {
 
     #[test]
     fn histogram_is_cumulative_and_counts_every_tick() {
-        let observed = Observed::default();
+        let observed = Arc::new(Observed::default());
         for micros in [30, 80, 900, 3_000, 70_000, 2_000_000] {
             observed.metrics.observe_tick(Duration::from_micros(micros));
         }
         let text = render_prometheus(&observed);
         for (bound, count) in [
-            ("0.00005", 1),
+            // Bounds are written as Go clients write them: 0.00005 as 5e-05.
+            ("5e-05", 1),
             ("0.0001", 2),
             ("0.0005", 2),
             ("0.001", 3),
@@ -337,5 +367,35 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("polis_ready 0\n"), "{text}");
+    }
+
+    #[test]
+    fn exposition_keeps_names_help_types_and_labels() {
+        let observed = Arc::new(Observed::default());
+        let _ = observed.scene.set(SceneFacts {
+            name: "tiny \"city\"".into(),
+            assets: 8,
+            sensors: 12,
+        });
+        let net = Arc::new(NetStats::default());
+        net.gateways_connected.store(2, Ordering::Relaxed);
+        let _ = observed.net.set(net);
+        observed
+            .metrics
+            .readings_received
+            .store(7, Ordering::Relaxed);
+        let text = render_prometheus(&observed);
+        for expected in [
+            "# HELP polis_ready 1 once the server serves its scene.\n# TYPE polis_ready gauge\npolis_ready 0\n",
+            "# HELP polis_scene_info The scene being served.\n# TYPE polis_scene_info gauge\npolis_scene_info{scene=\"tiny \\\"city\\\"\"} 1\n",
+            "# TYPE polis_scene_sensors gauge\npolis_scene_sensors 12\n",
+            "# HELP polis_connections Connections by role.\n# TYPE polis_connections gauge\npolis_connections{role=\"gateway\"} 2\npolis_connections{role=\"viewer\"} 0\n",
+            "# HELP polis_readings_received_total Readings received, whatever their outcome.\n# TYPE polis_readings_received_total counter\npolis_readings_received_total 7\n",
+            "# TYPE polis_handshakes_rejected_total counter\npolis_handshakes_rejected_total 0\n",
+            "# HELP polis_tick_duration_seconds Time to run one tick.\n# TYPE polis_tick_duration_seconds histogram\npolis_tick_duration_seconds_bucket{le=\"5e-05\"} 0\n",
+        ] {
+            assert!(text.contains(expected), "{expected}\nmissing in:\n{text}");
+        }
+        assert_eq!(text.matches("# TYPE ").count(), 21, "{text}");
     }
 }
