@@ -22,6 +22,7 @@ pub use config::{
     SyncMode, TokenEntry, TokenTable, env_var_for, generated_token, token_sha256,
 };
 pub use http::HttpEndpoint;
+pub use memory::release_freed_memory;
 pub use metrics::{Observed, ObservedHandle, SceneFacts, ServerMetrics, render_prometheus};
 pub use server::{
     BUNDLED_SCENE, RunningServer, ServerStarted, bundled_scene, load_scene, start, start_http,
