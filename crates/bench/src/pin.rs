@@ -124,28 +124,6 @@ pub(crate) fn pin_current_thread(core: Option<usize>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Pins every thread process `pid` has now to `core` (for a process the
-/// bench does not start itself, such as mosquitto).
-pub(crate) fn pin_process(pid: Pid, core: Option<usize>) -> anyhow::Result<()> {
-    let Some(core) = core else { return Ok(()) };
-    let set = only(core)?;
-    let tasks = std::fs::read_dir(format!("/proc/{}/task", pid.0))
-        .with_context(|| format!("cannot list the threads of process {}", pid.0))?;
-    for task in tasks.flatten() {
-        let Some(tid) = task
-            .file_name()
-            .to_str()
-            .and_then(|t| t.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        sched_setaffinity(NixPid::from_raw(tid), &set).with_context(|| {
-            format!("cannot pin thread {tid} of process {} to CPU {core}", pid.0)
-        })?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,9 @@ pub(crate) enum TargetCommand {
     /// The history store alone writing rows as fast as it commits them;
     /// prints one [`StoreFigures`] line when done.
     Store(crate::store::StoreArgs),
+    /// A mosquitto broker, killed when stdin closes; prints its process id
+    /// once it listens.
+    Mosquitto(crate::mosquitto::BrokerArgs),
 }
 
 /// `polis-bench target polis`.
@@ -63,6 +66,7 @@ pub(crate) fn run(command: TargetCommand) -> anyhow::Result<()> {
     match command {
         TargetCommand::Polis(args) => run_polis(&args),
         TargetCommand::Store(args) => crate::store::run(&args),
+        TargetCommand::Mosquitto(args) => crate::mosquitto::supervise(&args),
     }
 }
 
