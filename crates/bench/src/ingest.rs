@@ -357,6 +357,18 @@ pub(crate) fn run(mut args: IngestArgs, cores: Cores) -> anyhow::Result<ExitCode
             load_used.cores,
             mq(&|m| format!("{:.2}", m.load.cores)),
         );
+        println!(
+            "| run-queue wait (s per s, summed over threads): server / load | {:.2} / {:.2} | – | – | {} | – |",
+            server_used.wait,
+            load_used.wait,
+            mq(&|m| format!("{:.2} / {:.2}", m.broker.wait, m.load.wait)),
+        );
+        println!(
+            "| whole machine busy CPU (cores, every process) | {:.2} of {} | – | – | {} | – |",
+            server_used.machine_cores,
+            crate::procstat::cpus_online(),
+            mq(&|m| format!("{:.2}", m.broker.machine_cores)),
+        );
         if let Some(m) = &mqtt {
             println!(
                 "| mosquitto: publish → consumer latency p50 / p99 | – | – | – | {:.2} / {:.2} ms | – |",

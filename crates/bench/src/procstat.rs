@@ -155,6 +155,7 @@ pub(crate) struct ProcessSample {
     cpu_s: f64,
     threads_cpu_s: BTreeMap<String, f64>,
     wait_s: f64,
+    machine_busy_s: f64,
 }
 
 impl ProcessSample {
@@ -165,6 +166,7 @@ impl ProcessSample {
             cpu_s: process_cpu_s(pid),
             threads_cpu_s: cpu_by_thread(pid),
             wait_s: run_queue_wait_by_thread(pid).values().sum(),
+            machine_busy_s: machine_busy_s(),
         }
     }
 
@@ -183,6 +185,7 @@ impl ProcessSample {
             cores: (later.cpu_s - self.cpu_s) / seconds,
             threads,
             wait: (later.wait_s - self.wait_s) / seconds,
+            machine_cores: (later.machine_busy_s - self.machine_busy_s) / seconds,
         }
     }
 }
@@ -197,6 +200,9 @@ pub(crate) struct ProcessUse {
     /// Time its threads were runnable but waiting for a CPU, seconds per
     /// second (summed over threads).
     pub(crate) wait: f64,
+    /// The whole machine's busy CPU over the same window (every process),
+    /// cores: shows other work competing with the benchmark.
+    pub(crate) machine_cores: f64,
 }
 
 impl ProcessUse {
@@ -220,6 +226,7 @@ impl ProcessUse {
             "cores": self.cores,
             "threads": self.threads,
             "run_queue_wait_s_per_s": self.wait,
+            "machine_busy_cores": self.machine_cores,
         })
     }
 }

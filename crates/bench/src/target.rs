@@ -22,7 +22,7 @@ pub(crate) enum TargetCommand {
     /// [`PolisReady`] line, then answers `counters` with [`PolisCounters`].
     Polis(PolisArgs),
     /// The history store alone writing rows as fast as it commits them;
-    /// prints one [`StoreFigures`] line when done.
+    /// prints one [`crate::store::StoreFigures`] line when done.
     Store(crate::store::StoreArgs),
     /// A mosquitto broker, killed when stdin closes; prints its process id
     /// once it listens.

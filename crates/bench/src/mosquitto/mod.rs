@@ -1,6 +1,6 @@
 //! The mosquitto baseline: the broker the benchmarks start (pinned to the
 //! server core) and stop ([`Broker`]), and the MQTT client settings and
-//! payload both scenarios use; [`fan_in`] is the ingest scenario's
+//! payload both scenarios use; [`fan_in()`] is the ingest scenario's
 //! baseline.
 
 use std::time::Duration;
