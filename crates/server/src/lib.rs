@@ -25,6 +25,7 @@ pub use config::{
     Http, Limits, PrivacyConfig, SyncMode, TokenEntry, env_var_for,
 };
 pub use http::HttpEndpoint;
+pub use memory::release_freed_memory;
 pub use metrics::{Observed, ObservedHandle, SceneFacts, ServerMetrics, render_prometheus};
 pub use server::{
     BUNDLED_SCENE, RunningServer, ServerStarted, bundled_scene, load_scene, start, start_http,

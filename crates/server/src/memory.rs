@@ -6,7 +6,7 @@
 /// strings and vectors) in between the twin's live records, where glibc's
 /// allocator would otherwise keep them resident for the life of the
 /// process. Does nothing where the allocator offers no such call.
-pub(crate) fn release_freed_memory() {
+pub fn release_freed_memory() {
     // SAFETY: `malloc_trim` takes no pointers; it walks glibc's own free
     // lists under the allocator's locks and is safe to call from any thread
     // at any time.

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-mod bench;
 mod config;
 mod history;
 mod import;
@@ -59,9 +58,6 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Query the recorded readings of a sensor (raw or aggregated).
     History(history::HistoryArgs),
-    /// Run a benchmark scenario with its baseline in the same run.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
     /// Drive a server's twin with feeds built from real data (SimBench load
     /// and PV profiles, a real water-flow series, EPANET demand patterns,
     /// transit along the real routes) in simulated time.
@@ -110,7 +106,6 @@ pub fn run() -> ExitCode {
         Command::Push(args) => push::run(args),
         Command::Watch(args) => watch::run(args),
         Command::History(args) => history::run(args),
-        Command::Bench(command) => bench::run(command),
         Command::Replay(args) => replay::run(args),
     };
     match result {

@@ -142,7 +142,7 @@ impl Config {
                 "limits.max_readings_per_second",
                 limits.max_readings_per_second,
                 1.0,
-                1e9,
+                1e12,
             ),
             Range::real(
                 "limits.max_subscriptions_per_second",
