@@ -37,7 +37,10 @@ pub use messages::{
     PlaybackRequested, RecordedReading, ViewerConnected, ViewerDisconnected, ViewerId,
     ViewerSubscribed,
 };
-pub use pick::{PickPlugin, PickRequested, PickResponder, PickSystems, asset_collider};
+pub use pick::{
+    DEFAULT_PICKS_PER_TICK, PendingPicks, PickBudget, PickPlugin, PickRequested, PickResponder,
+    PickSystems, asset_collider,
+};
 pub use privacy::PrivacyOptions;
 pub use spawn::TwinInfo;
 

@@ -107,13 +107,54 @@ pub enum PickSystems {
     Answer,
 }
 
-/// Answers [`PickRequested`]; add after [`crate::TwinPlugin`].
+/// Most picks answered in one tick by default: a few milliseconds of ray
+/// casts on a real city (see BENCHMARKS.md, picks of 10–300 µs), so a burst
+/// of picks cannot delay readings, acknowledgements or other viewers.
+pub const DEFAULT_PICKS_PER_TICK: usize = 16;
+
+/// How many picks the twin answers per tick; the rest wait, in order, for
+/// the next ticks.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PickBudget {
+    /// Picks answered per tick (at least one).
+    pub picks_per_tick: usize,
+}
+
+impl Default for PickBudget {
+    fn default() -> Self {
+        Self {
+            picks_per_tick: DEFAULT_PICKS_PER_TICK,
+        }
+    }
+}
+
+/// Picks received and not yet answered, oldest first. Bounded by the
+/// network: each viewer session has at most one pick outstanding.
+#[derive(Resource, Debug, Default)]
+pub struct PendingPicks(std::collections::VecDeque<PickRequested>);
+
+impl PendingPicks {
+    /// Picks waiting for a later tick.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when every pick received has been answered.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Answers [`PickRequested`], at most [`PickBudget::picks_per_tick`] a tick;
+/// add after [`crate::TwinPlugin`].
 #[derive(Debug, Default)]
 pub struct PickPlugin;
 
 impl Plugin for PickPlugin {
     fn build(&self, app: &mut App) {
         app.add_message::<PickRequested>()
+            .init_resource::<PickBudget>()
+            .init_resource::<PendingPicks>()
             .add_systems(Startup, measure_heights)
             .configure_sets(Update, PickSystems::Answer.after(TwinSystems::Interest))
             .add_systems(Update, answer_picks.in_set(PickSystems::Answer));
@@ -419,10 +460,12 @@ fn cast(
     hits
 }
 
-/// Answers pick requests: everything along the ray that the viewer may see,
-/// nearest first.
+/// Answers pick requests, oldest first and at most the tick's budget:
+/// everything along the ray that the viewer may see, nearest first.
 pub(crate) fn answer_picks(
     mut requests: MessageReader<PickRequested>,
+    mut pending: ResMut<PendingPicks>,
+    budget: Res<PickBudget>,
     index: Res<SpatialIndex>,
     assets: Res<AssetTable>,
     sensors: Res<SensorTable>,
@@ -430,7 +473,9 @@ pub(crate) fn answer_picks(
     directory: Res<ViewerDirectory>,
     viewers: Query<&ViewerState>,
 ) {
-    for picked in requests.read() {
+    pending.0.extend(requests.read().cloned());
+    let answered = budget.picks_per_tick.max(1).min(pending.0.len());
+    for picked in pending.0.drain(..answered) {
         let access = directory
             .get(picked.viewer)
             .and_then(|e| viewers.get(e).ok())

@@ -288,3 +288,46 @@ fn a_level_ray_down_a_long_row_returns_the_nearest_buildings_in_order() {
     let back = pick(&mut app, 1, [3_700.0, -2_995.0, 6.0], [-1.0, 0.0, 0.0]);
     assert_eq!(back.first().map(|h| h.id.as_str()), Some("row-39"));
 }
+
+/// A burst of picks is answered at most a budget per tick, oldest first, so
+/// a viewer clicking (or a client scripting) many picks cannot stall the
+/// tick that applies readings for everyone.
+#[test]
+fn a_burst_of_picks_is_answered_a_budget_per_tick_in_order() {
+    let mut app = app();
+    assert_eq!(
+        app.world().resource::<PickBudget>().picks_per_tick,
+        DEFAULT_PICKS_PER_TICK
+    );
+    let burst = 2 * DEFAULT_PICKS_PER_TICK + 5;
+    let (tx, rx) = mpsc::channel();
+    for request in 0..burst as u32 {
+        let tx = tx.clone();
+        app.world_mut().write_message(PickRequested {
+            viewer: ViewerId(1),
+            request: PickRequest {
+                request,
+                origin_enu_m: [280.0, 12.0, 500.0],
+                direction_enu: [0.0, 0.0, -1.0],
+                max_distance_m: 5_000.0,
+            },
+            responder: PickResponder::new(move |reply| {
+                let _ = tx.send(reply.request);
+            }),
+        });
+    }
+    let mut answered_per_tick = Vec::new();
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        app.update();
+        let answered: Vec<u32> = rx.try_iter().collect();
+        answered_per_tick.push(answered.len());
+        order.extend(answered);
+    }
+    assert_eq!(
+        answered_per_tick,
+        [DEFAULT_PICKS_PER_TICK, DEFAULT_PICKS_PER_TICK, 5, 0]
+    );
+    assert_eq!(order, (0..burst as u32).collect::<Vec<_>>());
+    assert!(app.world().resource::<PendingPicks>().is_empty());
+}
