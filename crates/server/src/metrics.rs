@@ -148,6 +148,18 @@ pub fn render_prometheus(observed: &Observed) -> String {
             "Handshakes refused (version, token, role).",
             load(&net.handshakes_rejected),
         );
+        let _ = writeln!(
+            out,
+            "# HELP polis_connections_refused_total Connections refused before their handshake, by reason.\n# TYPE polis_connections_refused_total counter\npolis_connections_refused_total{{reason=\"server_full\"}} {}\npolis_connections_refused_total{{reason=\"handshakes_per_address\"}} {}",
+            load(&net.connections_refused_server_full),
+            load(&net.connections_refused_handshakes_per_address)
+        );
+        counter(
+            &mut out,
+            "polis_handshakes_retried_total",
+            "Connections asked to prove their address (QUIC retry) while many handshakes were in progress.",
+            load(&net.handshakes_retried),
+        );
         counter(
             &mut out,
             "polis_protocol_errors_total",

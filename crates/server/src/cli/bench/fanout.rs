@@ -27,8 +27,9 @@ use crate::{Config, Http, Limits, TokenEntry};
 
 /// Readings are emitted in small bursts this often (both systems).
 const SEND_PERIOD: Duration = Duration::from_millis(2);
-/// Viewers connecting at once.
-const CONNECT_CONCURRENCY: usize = 25;
+/// Viewers connecting at once (all from one address: at most the 16
+/// handshakes in progress the server allows one address).
+const CONNECT_CONCURRENCY: usize = 16;
 /// Longest wait for one group of viewers to connect and get its snapshot.
 const CONNECT_GROUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// After the last reading, viewers keep receiving this long.
@@ -852,6 +853,7 @@ fn run_polis(
     let mut limits = Limits::default();
     limits.max_connections = limits.max_connections.max(args.viewers + 16);
     limits.max_connections_per_token = u32::try_from(args.viewers + 16).unwrap_or(u32::MAX);
+    limits.max_connections_per_token_per_address = limits.max_connections_per_token;
     limits.gateway_window = 64;
     let config = Config {
         listen: "127.0.0.1:0".parse()?,
