@@ -44,6 +44,20 @@ impl FrameReader {
         }
     }
 
+    /// A reader refusing frames longer than `max_frame_bytes` (a
+    /// [`FrameError::Decode`] as soon as a header announces more).
+    pub(crate) fn with_max_frame_bytes(recv: quinn::RecvStream, max_frame_bytes: usize) -> Self {
+        Self {
+            recv,
+            decoder: FrameDecoder::new(max_frame_bytes),
+        }
+    }
+
+    /// Changes the largest frame accepted from now on.
+    pub(crate) fn set_max_frame_bytes(&mut self, max_frame_bytes: usize) {
+        self.decoder.set_max_frame_bytes(max_frame_bytes);
+    }
+
     /// The next message; [`FrameError::Finished`] at a clean end of stream.
     pub(crate) async fn next<T: DeserializeOwned>(&mut self) -> Result<T, FrameError> {
         loop {

@@ -108,6 +108,13 @@ impl FrameDecoder {
         }
     }
 
+    /// Changes the largest frame accepted from now on (at most
+    /// [`MAX_FRAME_BYTES`]); a server raises it once a client is
+    /// authenticated.
+    pub fn set_max_frame_bytes(&mut self, max_frame_bytes: usize) {
+        self.max_frame_bytes = max_frame_bytes.min(MAX_FRAME_BYTES);
+    }
+
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         if self.read_at > 0 && self.read_at == self.buffer.len() {

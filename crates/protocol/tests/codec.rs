@@ -136,6 +136,35 @@ fn oversized_header_is_refused_before_buffering() {
 }
 
 #[test]
+fn a_lowered_limit_refuses_at_the_header_and_a_raised_one_accepts() {
+    let mut decoder = FrameDecoder::new(4096);
+    decoder.push(&u32::try_from(4097).expect("fits").to_le_bytes());
+    assert_eq!(
+        decoder.next_payload(),
+        Err(DecodeError::TooLarge {
+            len_bytes: 4097,
+            max_bytes: 4096
+        }),
+        "refused from the four header bytes alone"
+    );
+    let mut decoder = FrameDecoder::new(16);
+    decoder.set_max_frame_bytes(usize::MAX);
+    let payload = vec![7u8; 5000];
+    decoder.push(&u32::try_from(payload.len()).expect("fits").to_le_bytes());
+    decoder.push(&payload);
+    assert_eq!(decoder.next_payload(), Ok(Some(&payload[..])));
+    decoder.push(
+        &u32::try_from(MAX_FRAME_BYTES + 1)
+            .expect("fits")
+            .to_le_bytes(),
+    );
+    assert!(
+        decoder.next_payload().is_err(),
+        "never above MAX_FRAME_BYTES"
+    );
+}
+
+#[test]
 fn oversized_message_is_not_encoded() {
     let batch = ClientToServer::Batch(ReadingBatch {
         seq: 0,

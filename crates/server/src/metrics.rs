@@ -172,6 +172,28 @@ impl Collector for ObservedCollector {
                 "Handshakes refused (version, token, role).",
                 load(&net.handshakes_rejected),
             )?;
+            let mut refused = encoder.encode_descriptor(
+                "polis_connections_refused",
+                "Connections refused before their handshake, by reason.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (reason, count) in [
+                ("server_full", &net.connections_refused_server_full),
+                (
+                    "handshakes_per_address",
+                    &net.connections_refused_handshakes_per_address,
+                ),
+            ] {
+                ConstCounter::new(load(count))
+                    .encode(refused.encode_family(&[("reason", reason)])?)?;
+            }
+            counter(
+                &mut encoder,
+                "polis_handshakes_retried",
+                "Connections asked to prove their address (QUIC retry) while many handshakes were in progress.",
+                load(&net.handshakes_retried),
+            )?;
             counter(
                 &mut encoder,
                 "polis_protocol_errors",
@@ -392,10 +414,11 @@ mod tests {
             "# HELP polis_connections Connections by role.\n# TYPE polis_connections gauge\npolis_connections{role=\"gateway\"} 2\npolis_connections{role=\"viewer\"} 0\n",
             "# HELP polis_readings_received_total Readings received, whatever their outcome.\n# TYPE polis_readings_received_total counter\npolis_readings_received_total 7\n",
             "# TYPE polis_handshakes_rejected_total counter\npolis_handshakes_rejected_total 0\n",
+            "# HELP polis_connections_refused_total Connections refused before their handshake, by reason.\n# TYPE polis_connections_refused_total counter\npolis_connections_refused_total{reason=\"server_full\"} 0\npolis_connections_refused_total{reason=\"handshakes_per_address\"} 0\n",
             "# HELP polis_tick_duration_seconds Time to run one tick.\n# TYPE polis_tick_duration_seconds histogram\npolis_tick_duration_seconds_bucket{le=\"5e-05\"} 0\n",
         ] {
             assert!(text.contains(expected), "{expected}\nmissing in:\n{text}");
         }
-        assert_eq!(text.matches("# TYPE ").count(), 21, "{text}");
+        assert_eq!(text.matches("# TYPE ").count(), 23, "{text}");
     }
 }

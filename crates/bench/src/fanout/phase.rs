@@ -20,8 +20,9 @@ use crate::target::PolisCounters;
 
 /// Readings are emitted in small bursts this often (both systems).
 const SEND_PERIOD: Duration = Duration::from_millis(2);
-/// Viewers connecting at once.
-const CONNECT_CONCURRENCY: usize = 25;
+/// Viewers connecting at once (all from one address: at most the 16
+/// handshakes in progress the server allows one address).
+const CONNECT_CONCURRENCY: usize = 16;
 /// Longest wait for one group of viewers to connect and get its snapshot.
 const CONNECT_GROUP_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -44,6 +44,7 @@ impl Polis {
         let mut limits = Limits::default();
         limits.max_connections = limits.max_connections.max(args.viewers + 16);
         limits.max_connections_per_token = u32::try_from(args.viewers + 16).unwrap_or(u32::MAX);
+        limits.max_connections_per_token_per_address = limits.max_connections_per_token;
         limits.gateway_window = GATEWAY_WINDOW;
         let tick_hz = args.tick_hz.unwrap_or(DEFAULT_TICK_HZ);
         let config = Config {

@@ -1,10 +1,19 @@
-//! Accepting connections: the accept loop, the handshake (hello, token,
-//! per-token connection slots, welcome), handing the connection to its
-//! role's session, and closing it with the reason the session ended.
+//! Accepting connections: the accept loop (with its bounds on handshakes in
+//! progress), the handshake (hello, token, per-token connection slots,
+//! welcome), handing the connection to its role's session, and closing it
+//! with the reason the session ended.
+//!
+//! Before a client is welcomed it may make the server hold little: a hello
+//! of at most [`MAX_HELLO_BYTES`] in a small receive window, one of at most
+//! [`MAX_HANDSHAKES_PER_ADDRESS`] handshakes from its address, and, when
+//! many handshakes are in progress, a QUIC retry first proves its address.
+//! What it says is escaped before it is logged, and repeated warnings it
+//! causes are summarised per source address.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use polis_protocol::{
     DecodeError, ErrorCode, Hello, HelloReply, MAX_FRAME_BYTES, MAX_READINGS_PER_BATCH,
@@ -13,12 +22,106 @@ use polis_protocol::{
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
-use super::{Context, Grant, gateway_session, viewer_session};
+use super::log_text::{LogText, LogVerdict};
+use super::{AUTHENTICATED_RECEIVE_WINDOW_BYTES, Context, Grant, gateway_session, viewer_session};
 use crate::close_code;
 use crate::framing::{FrameError, FrameReader, FrameWriter};
 
 /// How long a client has to send its [`Hello`] after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest hello frame accepted, bytes; a header announcing more is refused
+/// at once with `FrameTooLarge`.
+const MAX_HELLO_BYTES: usize = 4 * 1024;
+
+/// Handshakes in progress above which a client whose address is not yet
+/// validated is sent a QUIC retry first (so spoofed sources hold nothing).
+const RETRY_ABOVE_HANDSHAKES: usize = 64;
+
+/// Handshakes one source address may have in progress; more are refused.
+const MAX_HANDSHAKES_PER_ADDRESS: u32 = 16;
+
+/// Takes one of the server's log lines for a warning of `kind` from
+/// `source`: `Some(suppressed)` to write it (with how many like it were left
+/// out since), `None` to leave it out.
+fn log_slot(context: &Context, source: IpAddr, kind: &'static str) -> Option<u64> {
+    let verdict = context
+        .log_limiter
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .check(source, kind, Instant::now());
+    match verdict {
+        LogVerdict::Write { suppressed } => Some(suppressed),
+        LogVerdict::Suppress => None,
+    }
+}
+
+/// Whether a new connection from `remote` is taken on, sent a retry, or
+/// refused (counted and logged, summarised per address).
+fn screen(
+    incoming: &quinn::Incoming,
+    context: &Context,
+    live: usize,
+    max_connections: usize,
+) -> Screen {
+    let remote = incoming.remote_address();
+    let mut handshakes = context
+        .handshakes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if handshakes.total() >= RETRY_ABOVE_HANDSHAKES
+        && !incoming.remote_address_validated()
+        && incoming.may_retry()
+    {
+        return Screen::Retry;
+    }
+    let refusal = if live >= max_connections {
+        context
+            .stats
+            .connections_refused_server_full
+            .fetch_add(1, Ordering::Relaxed);
+        "the server has its most connections"
+    } else if !handshakes.begin(remote.ip(), MAX_HANDSHAKES_PER_ADDRESS) {
+        context
+            .stats
+            .connections_refused_handshakes_per_address
+            .fetch_add(1, Ordering::Relaxed);
+        "this address has its most handshakes in progress"
+    } else {
+        return Screen::Accept;
+    };
+    drop(handshakes);
+    if let Some(suppressed) = log_slot(context, remote.ip(), refusal) {
+        warn!(%remote, suppressed, "refusing connection: {refusal}");
+    }
+    Screen::Refuse
+}
+
+/// What the accept loop does with a new connection.
+enum Screen {
+    /// Take it on (a handshake slot of its address is taken).
+    Accept,
+    /// Ask it to prove its address first.
+    Retry,
+    /// Refuse it.
+    Refuse,
+}
+
+/// Holds one of the handshake slots of an address until dropped.
+struct HandshakeSlot {
+    context: Arc<Context>,
+    source: IpAddr,
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.context
+            .handshakes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .end(self.source);
+    }
+}
 
 pub(super) async fn accept_loop(
     endpoint: &quinn::Endpoint,
@@ -37,16 +140,37 @@ pub(super) async fn accept_loop(
             incoming.refuse();
             continue;
         }
-        if live.load(Ordering::Relaxed) as usize >= max_connections {
-            debug!(remote = %incoming.remote_address(), "connection limit reached; refusing");
-            incoming.refuse();
-            continue;
+        match screen(
+            &incoming,
+            &context,
+            live.load(Ordering::Relaxed) as usize,
+            max_connections,
+        ) {
+            Screen::Accept => {}
+            Screen::Retry => {
+                context
+                    .stats
+                    .handshakes_retried
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Err(err) = incoming.retry() {
+                    err.into_incoming().refuse();
+                }
+                continue;
+            }
+            Screen::Refuse => {
+                incoming.refuse();
+                continue;
+            }
         }
         live.fetch_add(1, Ordering::Relaxed);
+        let slot = HandshakeSlot {
+            context: Arc::clone(&context),
+            source: incoming.remote_address().ip(),
+        };
         let context = Arc::clone(&context);
         let live = Arc::clone(&live);
         tokio::spawn(async move {
-            handle_connection(incoming, &context).await;
+            handle_connection(incoming, &context, slot).await;
             live.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -83,7 +207,7 @@ fn protocol_error_for(err: &FrameError) -> Option<ProtocolError> {
     }
 }
 
-async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
+async fn handle_connection(incoming: quinn::Incoming, context: &Context, slot: HandshakeSlot) {
     let remote = incoming.remote_address();
     let connection = match incoming.await {
         Ok(connection) => connection,
@@ -95,11 +219,12 @@ async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
     let id = context.next_connection.fetch_add(1, Ordering::Relaxed);
     let stream = tokio::time::timeout(HELLO_TIMEOUT, async {
         let (send, recv) = connection.accept_bi().await?;
-        let mut reader = FrameReader::new(recv);
+        let mut reader = FrameReader::with_max_frame_bytes(recv, MAX_HELLO_BYTES);
         let hello = reader.next::<Hello>().await;
         Ok::<_, quinn::ConnectionError>((FrameWriter::new(send), reader, hello))
     })
     .await;
+    drop(slot);
     let (mut writer, mut reader, hello) = match stream {
         Ok(Ok(parts)) => parts,
         Ok(Err(err)) => {
@@ -107,7 +232,9 @@ async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
             return;
         }
         Err(_) => {
-            info!(%remote, connection = id, "no hello within {HELLO_TIMEOUT:?}; closing");
+            if let Some(suppressed) = log_slot(context, remote.ip(), "no hello") {
+                info!(%remote, connection = id, suppressed, "no hello within {HELLO_TIMEOUT:?}; closing");
+            }
             connection.close(
                 quinn::VarInt::from_u32(close_code::PROTOCOL_ERROR),
                 b"no hello",
@@ -123,7 +250,12 @@ async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
                     .stats
                     .protocol_errors
                     .fetch_add(1, Ordering::Relaxed);
-                warn!(%remote, connection = id, "bad hello: {err}");
+                if let Some(suppressed) = log_slot(context, remote.ip(), "bad hello") {
+                    let err = err.to_string();
+                    warn!(%remote, connection = id, suppressed, "bad hello: {}", LogText::detail(&err));
+                }
+                // Read no more of what it sends: the close discards it.
+                reader.stop(close_code::PROTOCOL_ERROR);
                 close_with_error(&connection, &mut writer, error).await;
             }
             return;
@@ -133,7 +265,7 @@ async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
     let lookup = |_: &str| grant.as_ref().map(|g| g.access);
     let admitted = check_hello(&hello, &lookup)
         .and_then(|_| grant.ok_or(Rejection::UnknownToken))
-        .and_then(|grant| admit(context, &grant).map(|()| grant));
+        .and_then(|grant| admit(context, &grant, remote).map(|()| grant));
     let grant = match admitted {
         Ok(grant) => grant,
         Err(rejection) => {
@@ -141,7 +273,9 @@ async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
                 .stats
                 .handshakes_rejected
                 .fetch_add(1, Ordering::Relaxed);
-            warn!(%remote, connection = id, client = %hello.client, "handshake rejected: {rejection}");
+            if let Some(suppressed) = log_slot(context, remote.ip(), "handshake rejected") {
+                warn!(%remote, connection = id, client = %LogText::name(&hello.client), suppressed, "handshake rejected: {rejection}");
+            }
             let _ = writer.send(&HelloReply::Rejected(rejection.clone())).await;
             writer.finish().await;
             connection.close(
@@ -154,6 +288,7 @@ async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
     let _release = TokenSlot {
         context,
         name: grant.name.clone(),
+        source: remote.ip(),
     };
     let welcome = HelloReply::Welcome(Welcome {
         protocol_version: PROTOCOL_VERSION,
@@ -166,7 +301,10 @@ async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
     if writer.send(&welcome).await.is_err() {
         return;
     }
-    info!(%remote, connection = id, access = grant.access.as_str(), token = %grant.name, client = %hello.client, "connected");
+    // Welcomed: from now on it may send frames and windows of full size.
+    connection.set_receive_window(quinn::VarInt::from_u32(AUTHENTICATED_RECEIVE_WINDOW_BYTES));
+    reader.set_max_frame_bytes(MAX_FRAME_BYTES);
+    info!(%remote, connection = id, access = grant.access.as_str(), token = %LogText::name(&grant.name), client = %LogText::name(&hello.client), "connected");
     let ended = match grant.access.role() {
         Role::Gateway => {
             context
@@ -216,29 +354,38 @@ async fn handle_connection(incoming: quinn::Incoming, context: &Context) {
                 .stats
                 .protocol_errors
                 .fetch_add(1, Ordering::Relaxed);
-            warn!(%remote, connection = id, "closing after protocol error: {error}");
+            if let Some(suppressed) = log_slot(context, remote.ip(), "protocol error") {
+                warn!(%remote, connection = id, suppressed, "closing after protocol error: {}", LogText::detail(&error.to_string()));
+            }
             close_with_error(&connection, &mut writer, error).await;
         }
         SessionEnd::Refused(error) => {
-            warn!(%remote, connection = id, "closing: {error}");
+            warn!(%remote, connection = id, "closing: {}", LogText::detail(&error.to_string()));
             close_with_error(&connection, &mut writer, error).await;
         }
     }
 }
 
-/// Takes one of the token's connection slots, or refuses.
-fn admit(context: &Context, grant: &Grant) -> Result<(), Rejection> {
+/// Takes one of the token's connection slots (and one of its slots for the
+/// address of `remote`), or refuses.
+fn admit(context: &Context, grant: &Grant, remote: SocketAddr) -> Result<(), Rejection> {
     context
         .per_token
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .admit(&grant.name, context.limits.max_connections_per_token)
+        .admit(
+            &grant.name,
+            remote.ip(),
+            context.limits.max_connections_per_token,
+            context.limits.max_connections_per_token_per_address,
+        )
 }
 
 /// Gives a token's connection slot back when the session ends.
 struct TokenSlot<'a> {
     context: &'a Context,
     name: String,
+    source: IpAddr,
 }
 
 impl Drop for TokenSlot<'_> {
@@ -247,7 +394,7 @@ impl Drop for TokenSlot<'_> {
             .per_token
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .release(&self.name);
+            .release(&self.name, self.source);
     }
 }
 

@@ -5,7 +5,10 @@
 //! - `accept`: the accept loop, the handshake, and how a session's end
 //!   closes its connection;
 //! - `limits`: [`SessionLimits`], the token bucket behind the per-second
-//!   rates, and the count of connections per token;
+//!   rates, the count of connections per token (and per token and source
+//!   address) and of handshakes in progress per source address;
+//! - `log_text`: escaping client-controlled strings for the log, and the
+//!   limiter that summarises repeated warnings per source address;
 //! - `gateway_session` with `ack_window`: a gateway's batches in, their
 //!   acknowledgements out, at most a window of them unacknowledged;
 //! - `viewer_session` with `pacing`: a viewer's requests in, its mailbox
@@ -34,6 +37,7 @@ mod accept;
 mod ack_window;
 mod gateway_session;
 mod limits;
+mod log_text;
 mod pacing;
 mod viewer_session;
 
@@ -41,6 +45,20 @@ pub use limits::SessionLimits;
 
 /// A connection with no traffic for this long is closed (keep-alives at a third).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connection-level receive window until the client is authenticated:
+/// enough for a hello, so an unauthenticated peer cannot make the server
+/// buffer more than this.
+const PRE_AUTH_RECEIVE_WINDOW_BYTES: u32 = 16 * 1024;
+
+/// Connection-level receive window once the client is welcomed (a
+/// gateway's batches are frames of up to a MiB each).
+const AUTHENTICATED_RECEIVE_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
+
+/// Most bytes sent to one peer and not yet acknowledged, whatever window it
+/// advertises: bounds what a stalled viewer makes the server hold (a frame
+/// to viewers is at most a MiB).
+const SEND_WINDOW_BYTES: u64 = 2 * 1024 * 1024;
 
 /// What the network tells the twin. Sent through one bounded channel.
 #[derive(Debug)]
@@ -173,6 +191,15 @@ pub struct NetStats {
     pub viewers_connected: AtomicU64,
     /// Handshakes refused since start.
     pub handshakes_rejected: AtomicU64,
+    /// Connections refused before their handshake because the server had
+    /// its most connections, since start.
+    pub connections_refused_server_full: AtomicU64,
+    /// Connections refused before their handshake because their source
+    /// address had its most handshakes in progress, since start.
+    pub connections_refused_handshakes_per_address: AtomicU64,
+    /// Connections asked to prove their source address (a QUIC retry)
+    /// because many handshakes were in progress, since start.
+    pub handshakes_retried: AtomicU64,
     /// Connections closed for a protocol error since start.
     pub protocol_errors: AtomicU64,
     /// Frames sent to viewers since start.
@@ -228,6 +255,10 @@ struct Context {
     limits: SessionLimits,
     /// Connections per token, against `limits.max_connections_per_token`.
     per_token: Mutex<limits::TokenConnections>,
+    /// Handshakes in progress, against the accept loop's bounds.
+    handshakes: Mutex<limits::Handshakes>,
+    /// Summarises repeated warnings caused by clients.
+    log_limiter: Mutex<log_text::LogLimiter>,
     history: Option<Arc<dyn HistoryService>>,
     /// Becomes true when the server begins to close: sessions stop reading.
     closing: tokio::sync::watch::Receiver<bool>,
@@ -268,7 +299,9 @@ impl NetServer {
             .max_concurrent_bidi_streams(1u32.into())
             .max_concurrent_uni_streams(0u32.into())
             .keep_alive_interval(Some(IDLE_TIMEOUT / 3))
-            .max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
+            .max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok())
+            .receive_window(quinn::VarInt::from_u32(PRE_AUTH_RECEIVE_WINDOW_BYTES))
+            .send_window(SEND_WINDOW_BYTES);
         server_config.transport_config(Arc::new(transport));
 
         let (events_tx, events_rx) = mpsc::channel(config.event_capacity.max(1));
@@ -281,6 +314,8 @@ impl NetServer {
             wake: Arc::clone(&wake),
             limits: config.limits,
             per_token: Mutex::new(limits::TokenConnections::default()),
+            handshakes: Mutex::new(limits::Handshakes::default()),
+            log_limiter: Mutex::new(log_text::LogLimiter::new(Duration::from_secs(60), 4096)),
             history: config.history,
             closing: closing_rx,
             tokens: config.tokens,

@@ -138,6 +138,12 @@ impl Config {
                 1,
                 100_000,
             ),
+            Range::integer(
+                "limits.max_connections_per_token_per_address",
+                limits.max_connections_per_token_per_address,
+                1,
+                100_000,
+            ),
             Range::real(
                 "limits.max_readings_per_second",
                 limits.max_readings_per_second,

@@ -123,6 +123,8 @@ pub struct Limits {
     pub viewer_frame_bytes: usize,
     /// Connections one token may have at once.
     pub max_connections_per_token: u32,
+    /// Connections one token may have at once from one source address.
+    pub max_connections_per_token_per_address: u32,
     /// Readings one gateway connection may push per second.
     pub max_readings_per_second: f64,
     /// Subscriptions one viewer connection may make per second.
@@ -144,6 +146,7 @@ impl Default for Limits {
             gateway_window: 16,
             viewer_frame_bytes: 256 * 1024,
             max_connections_per_token: session.max_connections_per_token,
+            max_connections_per_token_per_address: session.max_connections_per_token_per_address,
             max_readings_per_second: session.max_readings_per_second,
             max_subscriptions_per_second: session.max_subscriptions_per_second,
             max_area_km2: session.max_area_km2,
@@ -163,6 +166,7 @@ impl Limits {
     pub fn session(&self) -> polis_net::SessionLimits {
         polis_net::SessionLimits {
             max_connections_per_token: self.max_connections_per_token,
+            max_connections_per_token_per_address: self.max_connections_per_token_per_address,
             max_readings_per_second: self.max_readings_per_second,
             max_subscriptions_per_second: self.max_subscriptions_per_second,
             max_area_km2: self.max_area_km2,
