@@ -9,13 +9,6 @@ use polis_e2e::*;
 use polis_protocol::{Aggregation, ClientToServer, HistoryRequest};
 
 const WAIT: Duration = Duration::from_secs(10);
-const WEST: [&str; 5] = [
-    "air-west",
-    "count-stop-west",
-    "meter-b-west-1",
-    "meter-b-west-2",
-    "pv-b-west-2",
-];
 const T0_MS: i64 = 1_780_000_000_000;
 const ROUNDS: i64 = 8;
 
@@ -111,18 +104,7 @@ async fn time_travel_streams_the_state_that_was_live_then() {
         .find(|(_, id)| id.as_str() == "meter-b-west-1")
         .expect("meter in view")
         .0;
-    traveller
-        .session
-        .send(&ClientToServer::History(HistoryRequest {
-            request: 7,
-            sensor: handle,
-            from_ms: T0_MS,
-            to_ms: T0_MS + ROUNDS * 1_000,
-            every_ms: 0,
-            aggregation: Aggregation::Raw,
-        }))
-        .await
-        .expect("sent");
+    ask_history(&mut traveller, 7, handle, 0, Aggregation::Raw).await;
     traveller.until(WAIT, |v| !v.history.is_empty()).await;
     let reply = &traveller.history[0];
     assert_eq!(reply.request, 7);
@@ -135,18 +117,7 @@ async fn time_travel_streams_the_state_that_was_live_then() {
         .map(|round| (T0_MS + round * 1_000, value_of(round, sensor)))
         .collect();
     assert_eq!(points, expected);
-    traveller
-        .session
-        .send(&ClientToServer::History(HistoryRequest {
-            request: 8,
-            sensor: handle,
-            from_ms: T0_MS,
-            to_ms: T0_MS + ROUNDS * 1_000,
-            every_ms: 4_000,
-            aggregation: Aggregation::Max,
-        }))
-        .await
-        .expect("sent");
+    ask_history(&mut traveller, 8, handle, 4_000, Aggregation::Max).await;
     traveller.until(WAIT, |v| v.history.len() == 2).await;
     let maxima: Vec<f64> = traveller.history[1]
         .points
@@ -207,4 +178,26 @@ async fn retention_deletes_exactly_the_personal_raw_readings_past_their_age() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Asks for `sensor`'s recorded values over the rounds.
+async fn ask_history(
+    viewer: &mut Viewer,
+    request: u32,
+    sensor: u32,
+    every_ms: i64,
+    aggregation: Aggregation,
+) {
+    viewer
+        .session
+        .send(&ClientToServer::History(HistoryRequest {
+            request,
+            sensor,
+            from_ms: T0_MS,
+            to_ms: T0_MS + ROUNDS * 1_000,
+            every_ms,
+            aggregation,
+        }))
+        .await
+        .expect("sent");
 }

@@ -175,13 +175,8 @@ async fn readings_from_the_future_neither_freeze_a_sensor_nor_survive_a_restart(
             reading("meter-b-west-1", now_ms, 2.0),
         ])
         .await;
-    let outcomes: Vec<_> = ack
-        .not_accepted
-        .iter()
-        .map(|n| (n.index, n.outcome))
-        .collect();
     assert_eq!(
-        outcomes,
+        ack.outcomes(),
         [
             (0, ReadingOutcome::FutureTime),
             (1, ReadingOutcome::TimeOutOfRange)

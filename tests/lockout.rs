@@ -242,16 +242,9 @@ async fn half_open_handshakes_from_one_address_lock_out_neither_it_nor_others() 
     assert!(matches!(reply, HelloReply::Welcome(_)), "{reply:?}");
     assert!(started.elapsed() < PROMPT);
 
-    let stats = server
-        .server
-        .observed()
-        .net
-        .get()
-        .expect("network edge started");
     assert!(
-        stats
-            .connections_refused_handshakes_per_address
-            .load(std::sync::atomic::Ordering::Relaxed)
+        net_count(&server, |net| &net
+            .connections_refused_handshakes_per_address)
             >= 24
     );
     let metrics = polis_server::render_prometheus(server.server.observed());
@@ -280,18 +273,7 @@ async fn many_half_open_handshakes_make_new_clients_prove_their_address() {
     // A fresh client passes the retry and gets its Welcome.
     let reply = hello_from(&server, loopback(9), VIEWER_TOKEN).await;
     assert!(matches!(reply, HelloReply::Welcome(_)), "{reply:?}");
-    let stats = server
-        .server
-        .observed()
-        .net
-        .get()
-        .expect("network edge started");
-    assert!(
-        stats
-            .handshakes_retried
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1
-    );
+    assert!(net_count(&server, |net| &net.handshakes_retried) >= 1);
     drop(held);
 }
 
@@ -321,4 +303,18 @@ async fn one_address_cannot_use_up_a_shared_token() {
     let reply = hello_from(&server, loopback(2), PUBLIC_TOKEN).await;
     assert!(matches!(reply, HelloReply::Welcome(_)), "{reply:?}");
     drop(held);
+}
+
+/// A counter of the server's network edge.
+fn net_count(
+    server: &TestServer,
+    counter: impl Fn(&polis_net::NetStats) -> &std::sync::atomic::AtomicU64,
+) -> u64 {
+    let net = server
+        .server
+        .observed()
+        .net
+        .get()
+        .expect("network edge started");
+    counter(net).load(std::sync::atomic::Ordering::Relaxed)
 }

@@ -13,13 +13,6 @@ use polis_protocol::{
 };
 use polis_scene::{Asset, Geometry, Scene, Sensor};
 
-const WEST: [&str; 5] = [
-    "air-west",
-    "count-stop-west",
-    "meter-b-west-1",
-    "meter-b-west-2",
-    "pv-b-west-2",
-];
 const EAST: [&str; 6] = [
     "air-east",
     "flow-pipe-1",
@@ -159,13 +152,8 @@ async fn stale_duplicate_and_unknown_readings_are_reported_per_reading() {
         ])
         .await;
     assert_eq!(ack.accepted, 1);
-    let outcomes: Vec<_> = ack
-        .not_accepted
-        .iter()
-        .map(|n| (n.index, n.outcome))
-        .collect();
     assert_eq!(
-        outcomes,
+        ack.outcomes(),
         [
             (1, ReadingOutcome::Stale),
             (2, ReadingOutcome::Duplicate),
@@ -252,30 +240,18 @@ async fn bad_clients_get_clear_errors_while_others_keep_being_served() {
     still_served(&mut gateway, &mut viewer, 2).await;
 
     // A viewer token cannot be used to push, nor a gateway token to watch.
-    let err = Session::connect(&server.options(Role::Gateway, VIEWER_TOKEN))
-        .await
-        .expect_err("refused");
-    assert!(
-        matches!(
-            err,
-            ClientError::Rejected(Rejection::RoleNotAllowed {
-                requested: Role::Gateway
-            })
-        ),
-        "{err}"
-    );
-    let err = Session::connect(&server.options(Role::Viewer, GATEWAY_TOKEN))
-        .await
-        .expect_err("refused");
-    assert!(
-        matches!(
-            err,
-            ClientError::Rejected(Rejection::RoleNotAllowed {
-                requested: Role::Viewer
-            })
-        ),
-        "{err}"
-    );
+    for (role, token) in [(Role::Gateway, VIEWER_TOKEN), (Role::Viewer, GATEWAY_TOKEN)] {
+        let err = Session::connect(&server.options(role, token))
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(
+                err,
+                ClientError::Rejected(Rejection::RoleNotAllowed { requested }) if requested == role
+            ),
+            "{err}"
+        );
+    }
     still_served(&mut gateway, &mut viewer, 3).await;
 
     // A viewer that pushes, and a gateway that subscribes, are told why.

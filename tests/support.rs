@@ -22,6 +22,15 @@ pub const PLANNER_TOKEN: &str = "planner-token-for-tests";
 /// Token granting the public viewer role in test servers.
 pub const PUBLIC_TOKEN: &str = "public-token-for-tests";
 
+/// The tiny scene's sensors in its western cluster, sorted by id.
+pub const WEST: [&str; 5] = [
+    "air-west",
+    "count-stop-west",
+    "meter-b-west-1",
+    "meter-b-west-2",
+    "pv-b-west-2",
+];
+
 /// The tiny test scene.
 pub fn tiny() -> Scene {
     Scene::from_json_str(include_str!("../scenes/tiny.json"), "tiny.json").expect("tiny loads")
@@ -62,34 +71,10 @@ impl TestServer {
                 listen: "127.0.0.1:0".parse().expect("address"),
             },
             tokens: vec![
-                TokenEntry {
-                    name: None,
-                    role: Access::Gateway,
-                    token: Some(GATEWAY_TOKEN.into()),
-                    sha256: None,
-                    scope_prefixes: Vec::new(),
-                },
-                TokenEntry {
-                    name: Some("planning-office".into()),
-                    role: Access::Planner,
-                    token: Some(PLANNER_TOKEN.into()),
-                    sha256: None,
-                    scope_prefixes: Vec::new(),
-                },
-                TokenEntry {
-                    name: Some("open-data-portal".into()),
-                    role: Access::Public,
-                    token: Some(PUBLIC_TOKEN.into()),
-                    sha256: None,
-                    scope_prefixes: Vec::new(),
-                },
-                TokenEntry {
-                    name: Some("control-room".into()),
-                    role: Access::Operator,
-                    token: Some(VIEWER_TOKEN.into()),
-                    sha256: None,
-                    scope_prefixes: Vec::new(),
-                },
+                TokenEntry::with_secret(Access::Gateway, None, GATEWAY_TOKEN),
+                TokenEntry::with_secret(Access::Planner, Some("planning-office"), PLANNER_TOKEN),
+                TokenEntry::with_secret(Access::Public, Some("open-data-portal"), PUBLIC_TOKEN),
+                TokenEntry::with_secret(Access::Operator, Some("control-room"), VIEWER_TOKEN),
             ],
             ..Config::default()
         };
@@ -192,32 +177,13 @@ impl Gateway {
             let Some(expected) = in_flight.pop_front() else {
                 break;
             };
-            let reply = tokio::time::timeout(
-                Duration::from_secs(10),
-                self.session.recv::<ServerToGateway>(),
-            )
-            .await
-            .expect("ack within 10 s")
-            .expect("ack received");
-            match reply {
-                ServerToGateway::Ack(ack) => {
-                    assert_eq!(ack.seq, expected, "acks come in order");
-                    acks.push(ack);
-                }
-                ServerToGateway::Error(error) => panic!("server error: {error}"),
-            }
+            acks.push(self.next_ack(expected).await);
         }
         acks
     }
 
-    /// Pushes one batch and waits for its acknowledgement.
-    pub async fn push(&mut self, readings: Vec<Reading>) -> BatchAck {
-        self.seq += 1;
-        let seq = self.seq;
-        self.session
-            .send(&ClientToServer::Batch(ReadingBatch { seq, readings }))
-            .await
-            .expect("batch sent");
+    /// The next acknowledgement, which must be batch `seq`'s.
+    async fn next_ack(&mut self, seq: u64) -> BatchAck {
         let reply = tokio::time::timeout(
             Duration::from_secs(10),
             self.session.recv::<ServerToGateway>(),
@@ -232,6 +198,17 @@ impl Gateway {
             }
             ServerToGateway::Error(error) => panic!("server error: {error}"),
         }
+    }
+
+    /// Pushes one batch and waits for its acknowledgement.
+    pub async fn push(&mut self, readings: Vec<Reading>) -> BatchAck {
+        self.seq += 1;
+        let seq = self.seq;
+        self.session
+            .send(&ClientToServer::Batch(ReadingBatch { seq, readings }))
+            .await
+            .expect("batch sent");
+        self.next_ack(seq).await
     }
 }
 

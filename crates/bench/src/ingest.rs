@@ -182,13 +182,11 @@ pub(crate) fn run(mut args: IngestArgs, cores: Cores) -> anyhow::Result<ExitCode
             gateway_window: args.window.max(Limits::default().gateway_window),
             ..Limits::default()
         },
-        tokens: vec![TokenEntry {
-            name: Some("bench".into()),
-            role: polis_protocol::Access::Gateway,
-            token: Some("bench-gateway-token-0123456789".into()),
-            sha256: None,
-            scope_prefixes: Vec::new(),
-        }],
+        tokens: vec![TokenEntry::with_secret(
+            polis_protocol::Access::Gateway,
+            Some("bench"),
+            "bench-gateway-token-0123456789",
+        )],
         ..Config::default()
     };
     let data_dir = dir.path().join("data");

@@ -146,3 +146,14 @@ pub struct BatchAck {
     /// Every reading that was not accepted, in batch order.
     pub not_accepted: Vec<NotAccepted>,
 }
+
+impl BatchAck {
+    /// Each reading that was not accepted, as (index in its batch, outcome),
+    /// in batch order.
+    pub fn outcomes(&self) -> Vec<(u32, ReadingOutcome)> {
+        self.not_accepted
+            .iter()
+            .map(|not| (not.index, not.outcome))
+            .collect()
+    }
+}

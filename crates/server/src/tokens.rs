@@ -142,13 +142,8 @@ pub fn server_tokens(config: &Config) -> anyhow::Result<ServerTokens> {
         for role in GENERATED_ROLES {
             let (token, path) = generated_token(&config.data_dir, role)
                 .with_context(|| format!("cannot write the {} token", role.as_str()))?;
-            entries.push(TokenEntry {
-                name: Some(format!("generated-{}", role.as_str())),
-                role,
-                token: Some(token),
-                sha256: None,
-                scope_prefixes: Vec::new(),
-            });
+            let name = format!("generated-{}", role.as_str());
+            entries.push(TokenEntry::with_secret(role, Some(&name), token));
             generated.push((role, path));
         }
     }

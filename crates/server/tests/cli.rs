@@ -148,16 +148,7 @@ fn serve_with_no_arguments_then_push_and_watch_as_documented() {
     )
     .expect("csv written");
     let gateway_token = token(dir.path(), "gateway");
-    let pushed = run(polis()
-        .current_dir(dir.path())
-        .args([
-            "push",
-            "--cert",
-            "polis-data/tls/cert.pem",
-            "--token",
-            &gateway_token,
-        ])
-        .arg(&csv));
+    let pushed = push_as(dir.path(), &gateway_token, &csv);
     assert!(pushed.status.success(), "{}", text(&pushed.stderr));
     assert_eq!(
         text(&pushed.stdout).trim(),
@@ -246,16 +237,7 @@ fn serve_with_no_arguments_then_push_and_watch_as_documented() {
         "sensor,time,value\nno-such-sensor,2026-03-01T08:00:00Z,1\n",
     )
     .expect("csv written");
-    let refused = run(polis()
-        .current_dir(dir.path())
-        .args([
-            "push",
-            "--cert",
-            "polis-data/tls/cert.pem",
-            "--token",
-            &gateway_token,
-        ])
-        .arg(&bad));
+    let refused = push_as(dir.path(), &gateway_token, &bad);
     assert_eq!(refused.status.code(), Some(1));
     assert!(
         text(&refused.stderr).contains("line 2: sensor `no-such-sensor`: unknown sensor id"),
@@ -317,57 +299,42 @@ fn broken_inputs_are_refused_with_file_position_and_reason() {
         "{\n  \"format\": \"polis-scene\",\n  \"version\": 1,\n  \"name\": \"x\",,\n}\n",
     )
     .expect("written");
-    let out = run(polis().args(["scene", "inspect"]).arg(&scene));
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("broken.json:4:"),
-        "{}",
-        text(&out.stderr)
+    refused_with(
+        polis().args(["scene", "inspect"]).arg(&scene),
+        "broken.json:4:",
     );
 
     let config = dir.path().join("polis.toml");
     std::fs::write(&config, "tick_hz = 20\nlisten = \"not an address\"\n").expect("written");
-    let out = run(polis().args(["serve", "--config"]).arg(&config));
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("polis.toml:2:"),
-        "{}",
-        text(&out.stderr)
+    refused_with(
+        polis().args(["serve", "--config"]).arg(&config),
+        "polis.toml:2:",
     );
 
     let csv = dir.path().join("r.csv");
     std::fs::write(&csv, "sensor,time,value\na,yesterday,1\n").expect("written");
-    let out = run(polis()
-        .args(["push", "--cert", "none.pem", "--token", "x"])
-        .arg(&csv));
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("r.csv:2: time `yesterday` is not RFC 3339"),
-        "{}",
-        text(&out.stderr)
+    refused_with(
+        polis()
+            .args(["push", "--cert", "none.pem", "--token", "x"])
+            .arg(&csv),
+        "r.csv:2: time `yesterday` is not RFC 3339",
     );
 
     // An endless line (`/dev/zero`) and a 10 MB line are refused with their
     // line number, without holding them in memory or connecting anywhere.
-    let out = run(polis().args(["push", "--cert", "none.pem", "--token", "x", "/dev/zero"]));
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("/dev/zero:1: line is longer than 8192 bytes"),
-        "{}",
-        text(&out.stderr)
+    refused_with(
+        polis().args(["push", "--cert", "none.pem", "--token", "x", "/dev/zero"]),
+        "/dev/zero:1: line is longer than 8192 bytes",
     );
     let mut long = String::from("sensor,time,value\na,2026-01-01T00:00:00Z,1\n");
     long.push_str(&"a".repeat(10 * 1024 * 1024));
     long.push_str(",2026-01-01T00:00:00Z,1\n");
     std::fs::write(&csv, long).expect("written");
-    let out = run(polis()
-        .args(["push", "--cert", "none.pem", "--token", "x"])
-        .arg(&csv));
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("r.csv:3: line is longer than 8192 bytes"),
-        "{}",
-        text(&out.stderr)
+    refused_with(
+        polis()
+            .args(["push", "--cert", "none.pem", "--token", "x"])
+            .arg(&csv),
+        "r.csv:3: line is longer than 8192 bytes",
     );
 }
 
@@ -392,4 +359,25 @@ fn every_command_has_help() {
         assert!(out.status.success(), "polis {args:?} --help");
         assert!(text(&out.stdout).contains("Usage: polis"), "{args:?}");
     }
+}
+
+/// Runs `command`, which must fail to run (exit code 2) saying `reason`.
+fn refused_with(command: &mut Command, reason: &str) {
+    let out = run(command);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(reason), "{}", text(&out.stderr));
+}
+
+/// `polis push` of `csv`, run in `dir` as the README shows it.
+fn push_as(dir: &Path, gateway_token: &str, csv: &Path) -> Output {
+    run(polis()
+        .current_dir(dir)
+        .args([
+            "push",
+            "--cert",
+            "polis-data/tls/cert.pem",
+            "--token",
+            gateway_token,
+        ])
+        .arg(csv))
 }

@@ -58,13 +58,11 @@ fn metrics_count_exactly_what_was_pushed() {
             enabled: true,
             listen: "127.0.0.1:0".parse().expect("address"),
         },
-        tokens: vec![TokenEntry {
-            name: None,
-            role: polis_protocol::Access::Gateway,
-            token: Some(GATEWAY_TOKEN.into()),
-            sha256: None,
-            scope_prefixes: Vec::new(),
-        }],
+        tokens: vec![TokenEntry::with_secret(
+            polis_protocol::Access::Gateway,
+            None,
+            GATEWAY_TOKEN,
+        )],
         ..Config::default()
     };
     let tiny =
@@ -213,11 +211,7 @@ fn config_check_explains_every_error_and_show_redacts() {
     let dir = tempfile::tempdir().expect("temp dir");
     let broken = dir.path().join("polis.toml");
     std::fs::write(&broken, "tick_hz = 20\n\n[limits]\ngateway_windw = 3\n").expect("written");
-    let out = Command::new(env!("CARGO_BIN_EXE_polis"))
-        .args(["config", "check"])
-        .arg(&broken)
-        .output()
-        .expect("runs");
+    let out = config_check(&broken);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("polis.toml:4:1:"), "{stderr}");
@@ -228,11 +222,7 @@ fn config_check_explains_every_error_and_show_redacts() {
         "tick_hz = 0\n[limits]\nviewer_frame_bytes = 10\n[[token]]\nrole = \"viewer\"\ntoken = \"short\"\n",
     )
     .expect("written");
-    let out = Command::new(env!("CARGO_BIN_EXE_polis"))
-        .args(["config", "check"])
-        .arg(&broken)
-        .output()
-        .expect("runs");
+    let out = config_check(&broken);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for expected in ["`tick_hz`", "`token[0]`", "`limits.viewer_frame_bytes`"] {
@@ -245,31 +235,22 @@ fn config_check_explains_every_error_and_show_redacts() {
         "tick_hz = 10\n[[token]]\nrole = \"gateway\"\ntoken = \"a-very-secret-gateway-token\"\n",
     )
     .expect("written");
-    let out = Command::new(env!("CARGO_BIN_EXE_polis"))
-        .args(["config", "check"])
-        .arg(&good)
-        .output()
-        .expect("runs");
+    let out = config_check(&good);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_polis"))
-        .args(["config", "show", "--config"])
-        .arg(&good)
-        .args(["--tick-hz", "25"])
-        .env("POLIS_TICK_HZ", "15")
-        .env("POLIS_DATA_DIR", "/srv/polis")
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let shown = succeeded(
+        Command::new(env!("CARGO_BIN_EXE_polis"))
+            .args(["config", "show", "--config"])
+            .arg(&good)
+            .args(["--tick-hz", "25"])
+            .env("POLIS_TICK_HZ", "15")
+            .env("POLIS_DATA_DIR", "/srv/polis")
+            .output(),
     );
-    let shown = String::from_utf8_lossy(&out.stdout);
     assert!(
         shown.contains("tick_hz = 25.0"),
         "flag beats environment: {shown}"
@@ -354,4 +335,24 @@ fn token_new_prints_a_token_and_a_config_entry_that_grants_it() {
         grant.scope.as_deref(),
         Some(&["meter-".to_owned(), "pv-".to_owned()][..])
     );
+}
+
+/// `polis config check FILE`.
+fn config_check(file: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args(["config", "check"])
+        .arg(file)
+        .output()
+        .expect("runs")
+}
+
+/// The standard output of a `polis` run that must succeed.
+fn succeeded(output: std::io::Result<std::process::Output>) -> String {
+    let out = output.expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -110,13 +110,8 @@ fn readings_are_classified_by_device_time() {
         ],
     );
     assert_eq!(ack.accepted, 2);
-    let outcomes: Vec<_> = ack
-        .not_accepted
-        .iter()
-        .map(|n| (n.index, n.outcome))
-        .collect();
     assert_eq!(
-        outcomes,
+        ack.outcomes(),
         [
             (2, ReadingOutcome::Stale),
             (3, ReadingOutcome::Duplicate),

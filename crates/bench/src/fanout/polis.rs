@@ -81,13 +81,7 @@ impl Polis {
 }
 
 fn token(name: &str, role: Access, token: &str) -> TokenEntry {
-    TokenEntry {
-        name: Some(name.into()),
-        role,
-        token: Some(token.into()),
-        sha256: None,
-        scope_prefixes: Vec::new(),
-    }
+    TokenEntry::with_secret(role, Some(name), token)
 }
 
 impl System for Polis {

@@ -91,18 +91,11 @@ struct BucketLine<'a> {
 }
 
 pub(crate) fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
-    let from_ms = args
-        .from
-        .as_deref()
-        .map(|t| parse_time_ms("--from", t))
-        .transpose()?
-        .unwrap_or(i64::MIN);
-    let to_ms = args
-        .to
-        .as_deref()
-        .map(|t| parse_time_ms("--to", t))
-        .transpose()?
-        .unwrap_or(i64::MAX);
+    let time_or = |flag: &str, text: Option<&str>, default_ms: i64| {
+        text.map_or(Ok(default_ms), |text| parse_time_ms(flag, text))
+    };
+    let from_ms = time_or("--from", args.from.as_deref(), i64::MIN)?;
+    let to_ms = time_or("--to", args.to.as_deref(), i64::MAX)?;
     let path = args.data_dir.join(&args.file);
     if !path.exists() {
         bail!(

@@ -78,6 +78,18 @@ struct ServerArgs {
     token: String,
 }
 
+impl ServerArgs {
+    /// How to connect to the server with these arguments, as `role`.
+    fn client_options(&self, role: polis_protocol::Role) -> polis_net::ClientOptions {
+        polis_net::ClientOptions::new(
+            self.server.clone(),
+            self.cert.clone(),
+            self.token.clone(),
+            role,
+        )
+    }
+}
+
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

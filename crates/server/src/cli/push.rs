@@ -69,12 +69,7 @@ pub(crate) fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
     }
     check_csv(&args.file)?;
     let readings = open_csv(&args.file)?;
-    let options = ClientOptions::new(
-        args.server.server.clone(),
-        args.server.cert.clone(),
-        args.server.token.clone(),
-        Role::Gateway,
-    );
+    let options = args.server.client_options(Role::Gateway);
     let runtime = client_runtime()?;
     anyhow::ensure!(
         args.reconnect_for.is_finite() && args.reconnect_for >= 0.0,

@@ -115,12 +115,7 @@ pub(crate) async fn replay(
 pub(crate) fn run(args: ReplayCommand) -> anyhow::Result<ExitCode> {
     let scene = load_scene(args.scene.as_deref())?;
     let options = options(&args.replay, args.for_secs)?;
-    let client = ClientOptions::new(
-        args.server.server.clone(),
-        args.server.cert.clone(),
-        args.server.token.clone(),
-        Role::Gateway,
-    );
+    let client = args.server.client_options(Role::Gateway);
     let runtime = client_runtime()?;
     let stats = runtime.block_on(async {
         tokio::select! {

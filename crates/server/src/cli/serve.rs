@@ -69,13 +69,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let demo_token = args.demo.then(crate::new_token);
     if let Some(token) = &demo_token {
         // A token for the built-in gateway only; never written anywhere.
-        config.runtime_tokens.push(crate::TokenEntry {
-            name: Some("demo-replay".into()),
-            role: polis_protocol::Access::Gateway,
-            token: Some(token.clone()),
-            sha256: None,
-            scope_prefixes: Vec::new(),
-        });
+        config.runtime_tokens.push(crate::TokenEntry::with_secret(
+            polis_protocol::Access::Gateway,
+            Some("demo-replay"),
+            token.clone(),
+        ));
     }
     // Health and readiness answer while the scene loads.
     let observed = Arc::new(Observed::default());

@@ -81,12 +81,7 @@ fn parse_layers(names: &[String]) -> anyhow::Result<Vec<Domain>> {
 pub(crate) fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let area = parse_bbox(&args.bbox)?;
     let layers = parse_layers(&args.layers)?;
-    let options = ClientOptions::new(
-        args.server.server.clone(),
-        args.server.cert.clone(),
-        args.server.token.clone(),
-        Role::Viewer,
-    );
+    let options = args.server.client_options(Role::Viewer);
     let runtime = client_runtime()?;
     let duration = args
         .for_secs

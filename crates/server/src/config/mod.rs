@@ -107,6 +107,21 @@ pub struct TokenEntry {
     pub scope_prefixes: Vec<String>,
 }
 
+impl TokenEntry {
+    /// A token for `role` given by its secret, with a name for logs and the
+    /// audit log (`None`: named after its role and hash), writing every
+    /// sensor if a gateway's.
+    pub fn with_secret(role: Access, name: Option<&str>, secret: impl Into<String>) -> Self {
+        Self {
+            name: name.map(str::to_owned),
+            role,
+            token: Some(secret.into()),
+            sha256: None,
+            scope_prefixes: Vec::new(),
+        }
+    }
+}
+
 /// Limits that protect the server from overload.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
