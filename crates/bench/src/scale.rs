@@ -251,10 +251,10 @@ pub(crate) fn run(args: ScaleArgs, cores: Cores) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{report}");
     } else {
-        println!("| measure | Polis | baseline: linear scan | ratio |");
+        println!("| measure | Polis | baseline: linear scan | scan / Polis (p99) |");
         println!("|---|---|---|---|");
         println!(
-            "| area query p50 / p99 (~{mean_results:.0} results) | {:.0} / {:.0} µs | {:.0} / {:.0} µs | {:.0}× |",
+            "| area query p50 / p99 (~{mean_results:.0} results) | {:.0} / {:.0} µs | {:.0} / {:.0} µs | {:.2}× |",
             percentile(&latencies_us, 50.0),
             percentile(&latencies_us, 99.0),
             percentile(&scan_us, 50.0),
