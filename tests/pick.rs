@@ -88,3 +88,52 @@ async fn a_ray_through_a_building_returns_that_building() {
         Some("b-west-1")
     );
 }
+
+/// A viewer firing picks faster than its allowance gets `RateLimited` for
+/// the excess, not a closed connection: it keeps being answered once its
+/// allowance refills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn picks_beyond_the_rate_are_refused_and_the_connection_stays() {
+    let server = TestServer::start_configured(tiny(), |config| {
+        config.limits.max_picks_per_second = 2.0;
+    });
+    let mut viewer = server.viewer_with(PUBLIC_TOKEN, west(), vec![]).await;
+    viewer.until(WAIT, |v| v.snapshots_complete == 1).await;
+    let burst = 20u32;
+    for request in 0..burst {
+        viewer
+            .session
+            .send(&ray_down(request, 280.0, 12.0))
+            .await
+            .expect("sent");
+    }
+    let mut refused = 0u32;
+    tokio::time::timeout(WAIT, async {
+        while viewer.picks.len() as u32 + refused < burst {
+            match viewer.step().await {
+                Ok(()) => {}
+                Err(ClientError::Server(error)) => {
+                    assert_eq!(error.code, ErrorCode::RateLimited, "{error}");
+                    refused += 1;
+                }
+                Err(other) => panic!("unexpected: {other}"),
+            }
+        }
+    })
+    .await
+    .expect("every pick answered or refused");
+    // The burst allowance (2) and what refilled meanwhile were answered.
+    let answered = viewer.picks.len() as u32;
+    assert!((2..burst).contains(&answered), "{answered} answered");
+    assert_eq!(answered + refused, burst);
+    // Once the allowance refills, the same connection is answered again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    viewer
+        .session
+        .send(&ray_down(99, -320.0, 12.5))
+        .await
+        .expect("sent");
+    viewer
+        .until(WAIT, |v| v.picks.iter().any(|p| p.request == 99))
+        .await;
+}

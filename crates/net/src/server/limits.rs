@@ -24,6 +24,10 @@ pub struct SessionLimits {
     pub max_readings_per_second: f64,
     /// Subscriptions one viewer connection may make per second (burst: ten).
     pub max_subscriptions_per_second: f64,
+    /// Picks one viewer connection may make per second (burst: one second's
+    /// worth); further picks are answered `RateLimited`, and the connection
+    /// stays open.
+    pub max_picks_per_second: f64,
     /// Largest area a viewer may subscribe to, km².
     pub max_area_km2: f64,
 }
@@ -35,6 +39,7 @@ impl Default for SessionLimits {
             max_connections_per_token_per_address: 64,
             max_readings_per_second: 1_000_000.0,
             max_subscriptions_per_second: 10.0,
+            max_picks_per_second: 20.0,
             max_area_km2: 100.0,
         }
     }

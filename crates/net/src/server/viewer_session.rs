@@ -49,6 +49,11 @@ pub(super) async fn serve_viewer(
     let limits = context.limits;
     let mut subscriptions_allowed =
         TokenBucket::new(limits.max_subscriptions_per_second, 10.0, Instant::now());
+    let mut picks_allowed = TokenBucket::new(
+        limits.max_picks_per_second,
+        limits.max_picks_per_second.max(1.0),
+        Instant::now(),
+    );
     let mut closing = context.closing.clone();
     let (publish_interval_ms, ready) = (&publish_interval_ms, &ready);
     // Polled only when the stream has something for it, not each time the
@@ -75,11 +80,22 @@ pub(super) async fn serve_viewer(
                     continue;
                 }
                 ClientToServer::Pick(request) => {
-                    // One pick at a time per viewer, like history queries.
-                    let reply = match answer_pick(context, viewer, request).await {
-                        Ok(reply) => reply,
-                        Err(None) => break SessionEnd::ServerStopping,
-                        Err(Some(error)) => ServerToViewer::Error(error),
+                    // One pick at a time per viewer, like history queries,
+                    // and at most its rate: a pick costs the twin ray casts.
+                    let reply = if !picks_allowed.take(1.0, Instant::now()) {
+                        ServerToViewer::Error(ProtocolError {
+                            code: ErrorCode::RateLimited,
+                            detail: format!(
+                                "pick {} not answered: more than {} picks per second",
+                                request.request, limits.max_picks_per_second
+                            ),
+                        })
+                    } else {
+                        match answer_pick(context, viewer, request).await {
+                            Ok(reply) => reply,
+                            Err(None) => break SessionEnd::ServerStopping,
+                            Err(Some(error)) => ServerToViewer::Error(error),
+                        }
                     };
                     if replies_tx.send(reply).await.is_err() {
                         break SessionEnd::Lost("writer ended".into());

@@ -157,6 +157,12 @@ impl Config {
                 1_000.0,
             ),
             Range::real(
+                "limits.max_picks_per_second",
+                limits.max_picks_per_second,
+                0.01,
+                10_000.0,
+            ),
+            Range::real(
                 "limits.max_area_km2",
                 limits.max_area_km2,
                 1e-6,

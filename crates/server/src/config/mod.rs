@@ -144,6 +144,9 @@ pub struct Limits {
     pub max_readings_per_second: f64,
     /// Subscriptions one viewer connection may make per second.
     pub max_subscriptions_per_second: f64,
+    /// Picks one viewer connection may make per second; more are answered
+    /// `RateLimited` (the connection stays open).
+    pub max_picks_per_second: f64,
     /// Largest area a viewer may subscribe to, km².
     pub max_area_km2: f64,
     /// How far ahead of the server's clock a reading's device time may be,
@@ -164,6 +167,7 @@ impl Default for Limits {
             max_connections_per_token_per_address: session.max_connections_per_token_per_address,
             max_readings_per_second: session.max_readings_per_second,
             max_subscriptions_per_second: session.max_subscriptions_per_second,
+            max_picks_per_second: session.max_picks_per_second,
             max_area_km2: session.max_area_km2,
             max_clock_skew_secs: DEFAULT_MAX_CLOCK_SKEW_SECS,
         }
@@ -184,6 +188,7 @@ impl Limits {
             max_connections_per_token_per_address: self.max_connections_per_token_per_address,
             max_readings_per_second: self.max_readings_per_second,
             max_subscriptions_per_second: self.max_subscriptions_per_second,
+            max_picks_per_second: self.max_picks_per_second,
             max_area_km2: self.max_area_km2,
         }
     }
