@@ -53,13 +53,18 @@ fn build_app(scene: Scene, parts: Parts, observed: ObservedHandle) -> App {
         playback,
         audit,
         privacy,
+        max_clock_skew_ms,
         ..
     } = parts;
     let mut app = App::new();
     // Each plugin's resource first: the plugins find them when built.
     app.insert_resource(link)
         .insert_resource(audit)
-        .insert_resource(observed);
+        .insert_resource(observed)
+        // Moved on before every tick (the twin reads no clock).
+        .insert_resource(DeviceTimeLimit {
+            newest_ms: unix_now_ms().saturating_add(max_clock_skew_ms),
+        });
     if let Some(playback) = playback {
         app.insert_resource(playback);
     }
@@ -101,9 +106,8 @@ pub(crate) fn run_twin(
     link.wake_on_commit(std::thread::current());
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
-        app.insert_resource(DeviceTimeLimit {
-            newest_ms: unix_now_ms().saturating_add(max_clock_skew_ms),
-        });
+        app.world_mut().resource_mut::<DeviceTimeLimit>().newest_ms =
+            unix_now_ms().saturating_add(max_clock_skew_ms);
         app.update();
         observed.0.metrics.observe_tick(started.elapsed());
         observed.0.ready.store(true, Ordering::Relaxed);

@@ -44,17 +44,11 @@ pub(crate) struct ReplayCommand {
     for_secs: Option<f64>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Replay options from the command line.
 pub(crate) fn options(args: &ReplayArgs, for_secs: Option<f64>) -> anyhow::Result<ReplayOptions> {
     let start_ms = match &args.start {
         Some(text) => parse_time_ms("--start", text)?,
-        None => now_ms(),
+        None => crate::startup::unix_now_ms(),
     };
     anyhow::ensure!(
         args.interval.is_finite() && args.interval > 0.0,
