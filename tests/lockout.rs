@@ -92,6 +92,30 @@ async fn hello_from(server: &TestServer, from: IpAddr, token: &str) -> HelloRepl
     .expect("answered promptly")
 }
 
+/// Longest a fresh viewer may take, during a flood, from connecting to its
+/// first live value (the bound; on loopback it takes milliseconds).
+const FIRST_VALUE: Duration = Duration::from_secs(1);
+
+/// A fresh operator viewer (token `VIEWER_TOKEN`, from 127.0.0.1) connects,
+/// subscribes and receives a value a gateway pushes: returns how long that
+/// took from the start of its connection.
+async fn fresh_viewer_first_value(server: &TestServer) -> Duration {
+    let mut gateway = server.gateway().await;
+    let started = Instant::now();
+    let mut viewer = server.viewer_with(VIEWER_TOKEN, west(), vec![]).await;
+    viewer.until(PROMPT, |v| v.snapshots_complete >= 1).await;
+    let ack = gateway
+        .push(vec![reading("meter-b-west-2", 1_000, 42.5)])
+        .await;
+    assert_eq!(ack.accepted, 1);
+    viewer
+        .until(PROMPT, |v| {
+            v.values.get("meter-b-west-2") == Some(&(1_000, 42.5))
+        })
+        .await;
+    started.elapsed()
+}
+
 /// Everything the process logs as text, from the first call on.
 fn captured_log() -> Arc<Mutex<Vec<u8>>> {
     static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
@@ -179,6 +203,34 @@ async fn forged_names_in_a_wrong_token_flood_neither_forge_nor_flood_the_log() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthenticated_client_cannot_make_the_server_buffer_much() {
+    let server = TestServer::start();
+    let (_endpoint, connection) = raw_connection(&server, loopback(1))
+        .await
+        .expect("connects");
+    // A hello frame that says it is 4 KiB long and then never ends: the
+    // server waits for the rest of it, and QUIC flow control lets the
+    // client send no more than the small pre-authentication window.
+    let (mut send, _recv) = connection.open_bi().await.expect("stream opens");
+    let mut written = 0usize;
+    let header = 4_000u32.to_le_bytes();
+    send.write_all(&header).await.expect("header sent");
+    let chunk = vec![b'A'; 1_024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while written < 1 << 20 {
+        match tokio::time::timeout_at(deadline, send.write(&chunk)).await {
+            Ok(Ok(n)) => written += n,
+            // Blocked by flow control (or closed by the server): done.
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    assert!(
+        written <= 16 * 1024,
+        "the client could send {written} B before authenticating"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hello_announcing_a_mebibyte_is_refused_at_once() {
     let server = TestServer::start();
     let (_endpoint, connection) = raw_connection(&server, loopback(1))
@@ -221,12 +273,13 @@ async fn a_hello_announcing_a_mebibyte_is_refused_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_handshakes_from_one_address_lock_out_neither_it_nor_others() {
     let server = TestServer::start();
-    // Many connections from one address that complete TLS and never send
-    // their hello: beyond its bound of handshakes in progress, it is refused.
+    // Many connections from one address (127.0.0.3) that complete TLS and
+    // never send their hello: beyond its bound of handshakes in progress,
+    // it is refused.
     let mut held = Vec::new();
     let mut refused = 0;
     for _ in 0..40 {
-        match raw_connection(&server, loopback(1)).await {
+        match raw_connection(&server, loopback(3)).await {
             Ok(connection) => held.push(connection),
             Err(_) => refused += 1,
         }
@@ -241,6 +294,10 @@ async fn half_open_handshakes_from_one_address_lock_out_neither_it_nor_others() 
     let reply = hello_from(&server, loopback(2), VIEWER_TOKEN).await;
     assert!(matches!(reply, HelloReply::Welcome(_)), "{reply:?}");
     assert!(started.elapsed() < PROMPT);
+    // And a viewer with another token from yet another address gets its
+    // first value within a second.
+    let took = fresh_viewer_first_value(&server).await;
+    assert!(took < FIRST_VALUE, "first value after {took:?}");
 
     assert!(
         net_count(&server, |net| &net
@@ -261,7 +318,7 @@ async fn many_half_open_handshakes_make_new_clients_prove_their_address() {
     // 16 from each of five addresses: more than the 64 handshakes in
     // progress above which unvalidated addresses get a QUIC retry first.
     let mut held = Vec::new();
-    for last in 1..=5 {
+    for last in 3..=7 {
         for _ in 0..16 {
             held.push(
                 raw_connection(&server, loopback(last))
@@ -274,6 +331,8 @@ async fn many_half_open_handshakes_make_new_clients_prove_their_address() {
     let reply = hello_from(&server, loopback(9), VIEWER_TOKEN).await;
     assert!(matches!(reply, HelloReply::Welcome(_)), "{reply:?}");
     assert!(net_count(&server, |net| &net.handshakes_retried) >= 1);
+    let took = fresh_viewer_first_value(&server).await;
+    assert!(took < FIRST_VALUE, "first value after {took:?}");
     drop(held);
 }
 
@@ -302,6 +361,10 @@ async fn one_address_cannot_use_up_a_shared_token() {
     // The same token from another address still gets in.
     let reply = hello_from(&server, loopback(2), PUBLIC_TOKEN).await;
     assert!(matches!(reply, HelloReply::Welcome(_)), "{reply:?}");
+    // A viewer with another token from the flooding address gets its first
+    // value within a second.
+    let took = fresh_viewer_first_value(&server).await;
+    assert!(took < FIRST_VALUE, "first value after {took:?}");
     drop(held);
 }
 

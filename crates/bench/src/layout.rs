@@ -115,6 +115,25 @@ impl Layout {
         GeoBox::from_enu(&self.georeference, min, max)
     }
 
+    /// The whole city, with half a grid spacing of margin.
+    pub(crate) fn whole_area(&self) -> GeoBox {
+        let side_m = self.side as f64 * SPACING_M;
+        GeoBox::from_enu(
+            &self.georeference,
+            [-SPACING_M / 2.0, -SPACING_M / 2.0],
+            [side_m - SPACING_M / 2.0, side_m - SPACING_M / 2.0],
+        )
+    }
+
+    /// A corner of the city holding one sensor.
+    pub(crate) fn corner_area(&self) -> GeoBox {
+        GeoBox::from_enu(
+            &self.georeference,
+            [-SPACING_M / 2.0, -SPACING_M / 2.0],
+            [SPACING_M / 2.0, SPACING_M / 2.0],
+        )
+    }
+
     /// Mean sensors in a viewer's area.
     pub(crate) fn mean_area_sensors(&self) -> f64 {
         if self.viewer_tiles.is_empty() {

@@ -76,6 +76,7 @@ fn connect_viewer(app: &mut bevy::app::App) {
         viewer: polis_twin::ViewerId(1),
         access: Access::Operator,
         name: "bench".into(),
+        own_sensors: Vec::new(),
         mailbox: SharedMailbox::new(|| {}),
     });
     app.update();

@@ -50,7 +50,7 @@ pub(crate) struct PolisReady {
 }
 
 /// The server's own counters, answered to each `counters` request.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct PolisCounters {
     /// Twin ticks so far.
     pub(crate) ticks: u64,
@@ -59,6 +59,13 @@ pub(crate) struct PolisCounters {
     /// Most entries waiting in one viewer's mailbox, sampled every 10 ms
     /// since the previous request.
     pub(crate) backlog_max: u64,
+    /// Readings its MQTT sources recorded so far.
+    #[serde(default)]
+    pub(crate) mqtt_readings: u64,
+    /// Its MQTT sources' arrival-to-acknowledgement counts per bucket of
+    /// [`polis_mqtt::AckLatency`], summed over sources.
+    #[serde(default)]
+    pub(crate) mqtt_ack_latency: Vec<u64>,
 }
 
 /// Runs the target until the parent closes its stdin.
@@ -99,6 +106,7 @@ fn run_polis(args: &PolisArgs) -> anyhow::Result<()> {
         .context("cannot start the target's stdin thread")?;
     let metrics = server.metrics();
     let net = server.observed().net.get().cloned();
+    let mqtt = server.observed().mqtt.get().cloned().unwrap_or_default();
     let mut backlog_max = 0u64;
     loop {
         match lines_rx.recv_timeout(Duration::from_millis(10)) {
@@ -110,6 +118,13 @@ fn run_polis(args: &PolisArgs) -> anyhow::Result<()> {
                         .map(|n| n.viewer_bytes_sent.load(Ordering::Relaxed)),
                     backlog_max: backlog_max
                         .max(metrics.viewer_backlog_max.load(Ordering::Relaxed)),
+                    mqtt_readings: mqtt
+                        .iter()
+                        .map(|s| s.readings.load(Ordering::Relaxed))
+                        .sum(),
+                    mqtt_ack_latency: (0..polis_mqtt::ACK_LATENCY_BUCKETS)
+                        .map(|i| mqtt.iter().map(|s| s.ack_latency.counts()[i]).sum())
+                        .collect(),
                 })?;
                 backlog_max = 0;
             }

@@ -7,6 +7,13 @@
 //! one, and an asset that enters and leaves again cancels out, so a mailbox
 //! never holds more than one entry per asset and sensor of the viewer's area:
 //! a slow or stalled viewer costs bounded memory and never delays anyone else.
+//!
+//! A snapshot may be filled over several ticks
+//! ([`ViewerMailbox::begin_snapshot_in_parts`], then
+//! [`ViewerMailbox::end_snapshot`]) and drained over several passes
+//! ([`ViewerMailbox::drain_frames_up_to`]): its parts go out as they are
+//! ready, only the last one says `complete`, and value updates and
+//! departures of items already sent wait until it is complete.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -18,12 +25,18 @@ use crate::messages::{AssetInfo, SensorInfo, ServerToViewer, Snapshot, Update, V
 const VALUE_UPDATE_MAX_BYTES: usize = crate::compact::MAX_RECORD_BYTES;
 /// Upper bound of the fixed part of a frame (variant, tick, counts), bytes.
 const FRAME_OVERHEAD_BYTES: usize = 64;
+/// Encoded size of a departure (a handle), bytes, at most.
+const LEAVE_MAX_BYTES: usize = 5;
 
 /// Changes waiting to be sent to one viewer.
 #[derive(Debug, Default)]
 pub struct ViewerMailbox {
-    /// Set when the next frames must be a snapshot answering this subscription.
+    /// Set while the next frames must be a snapshot answering this subscription.
     snapshot: Option<u32>,
+    /// The twin is still adding to the snapshot: it is not complete yet.
+    filling: bool,
+    /// Parts of the current snapshot already drained.
+    parts_sent: u32,
     entered_assets: BTreeMap<u32, AssetInfo>,
     entered_sensors: BTreeMap<u32, SensorInfo>,
     left_assets: BTreeSet<u32>,
@@ -34,13 +47,28 @@ pub struct ViewerMailbox {
 
 impl ViewerMailbox {
     /// Discards everything pending: the next frames are a snapshot answering
-    /// `subscription`, made of whatever enters after this call.
+    /// `subscription`, made of whatever enters after this call; it is
+    /// complete at the next drain that takes everything.
     pub fn begin_snapshot(&mut self, subscription: u32) {
         *self = ViewerMailbox {
             snapshot: Some(subscription),
             tick: self.tick,
             ..ViewerMailbox::default()
         };
+    }
+
+    /// Like [`ViewerMailbox::begin_snapshot`], for a snapshot filled over
+    /// several changes: its parts are sent as they come, and it is complete
+    /// only after [`ViewerMailbox::end_snapshot`].
+    pub fn begin_snapshot_in_parts(&mut self, subscription: u32) {
+        self.begin_snapshot(subscription);
+        self.filling = true;
+    }
+
+    /// Everything of the snapshot begun with
+    /// [`ViewerMailbox::begin_snapshot_in_parts`] has entered.
+    pub fn end_snapshot(&mut self) {
+        self.filling = false;
     }
 
     /// Records the server tick of the newest change.
@@ -57,7 +85,7 @@ impl ViewerMailbox {
     /// An asset left the area.
     pub fn leave_asset(&mut self, handle: u32) {
         self.entered_assets.remove(&handle);
-        if self.snapshot.is_none() {
+        if self.reports_departures() {
             self.left_assets.insert(handle);
         }
     }
@@ -73,9 +101,15 @@ impl ViewerMailbox {
     pub fn leave_sensor(&mut self, handle: u32) {
         self.entered_sensors.remove(&handle);
         self.values.remove(&handle);
-        if self.snapshot.is_none() {
+        if self.reports_departures() {
             self.left_sensors.insert(handle);
         }
+    }
+
+    /// Whether a departure must be sent: always outside a snapshot, and
+    /// within one once some of it went out (the item may be among it).
+    fn reports_departures(&self) -> bool {
+        self.snapshot.is_none() || self.parts_sent > 0
     }
 
     /// A sensor in the area has a new latest value; replaces any pending one.
@@ -88,8 +122,12 @@ impl ViewerMailbox {
         }
     }
 
-    /// True when nothing is waiting to be sent.
+    /// True when nothing can be sent now. While a snapshot is being filled
+    /// only its entered items can; values and departures wait for its end.
     pub fn is_empty(&self) -> bool {
+        if self.snapshot.is_some() && self.filling {
+            return self.entered_assets.is_empty() && self.entered_sensors.is_empty();
+        }
         self.area_unchanged() && self.values.is_empty()
     }
 
@@ -118,59 +156,150 @@ impl ViewerMailbox {
             + self.values.len()
     }
 
-    /// Takes everything pending as frames, each encoding to at most about
-    /// `frame_budget_bytes`; empty when nothing is pending. A pending snapshot
-    /// comes out as one or more [`Snapshot`] parts (always at least one, so an
-    /// empty area is answered too), otherwise as [`Update`]s.
+    /// Takes everything that can be sent as frames, each encoding to at
+    /// most about `frame_budget_bytes`; see
+    /// [`ViewerMailbox::drain_frames_up_to`].
     pub fn drain_frames(&mut self, frame_budget_bytes: usize) -> Vec<ServerToViewer> {
-        let taken = std::mem::replace(
-            self,
-            ViewerMailbox {
-                tick: self.tick,
-                ..ViewerMailbox::default()
-            },
-        );
+        self.drain_frames_up_to(frame_budget_bytes, usize::MAX)
+    }
+
+    /// Takes what can be sent as frames, each encoding to at most about
+    /// `frame_budget_bytes`, and about `drain_budget_bytes` in all (at
+    /// least one item): the rest waits for the next drain, so one pass over
+    /// a huge area costs a bounded amount of work. Empty when nothing can
+    /// be sent. A snapshot comes out as [`Snapshot`] parts, the last one
+    /// `complete` once everything of it went out (an empty area gets one
+    /// empty complete part); everything else as [`Update`]s.
+    pub fn drain_frames_up_to(
+        &mut self,
+        frame_budget_bytes: usize,
+        drain_budget_bytes: usize,
+    ) -> Vec<ServerToViewer> {
         let mut frames = Vec::new();
-        let mut chunker = Chunker::new(frame_budget_bytes, taken.snapshot, taken.tick);
-        for asset in taken.entered_assets.into_values() {
-            let bytes = estimate_size(&asset);
-            if chunker.full(bytes) {
+        let mut budget = DrainBudget::new(drain_budget_bytes);
+        if let Some(subscription) = self.snapshot {
+            let mut chunker = Chunker::new(
+                frame_budget_bytes,
+                Some(subscription),
+                self.tick,
+                self.parts_sent,
+            );
+            self.drain_entered(&mut chunker, &mut frames, &mut budget);
+            let done =
+                !self.filling && self.entered_assets.is_empty() && self.entered_sensors.is_empty();
+            if !chunker.is_empty() || (done && frames.is_empty()) {
                 frames.push(chunker.frame());
             }
-            chunker.assets.push(asset);
-        }
-        for sensor in taken.entered_sensors.into_values() {
-            let bytes = estimate_size(&sensor);
-            if chunker.full(bytes) {
-                frames.push(chunker.frame());
+            self.parts_sent = chunker.parts;
+            if !done {
+                return frames;
             }
-            chunker.sensors.push(sensor);
-        }
-        for handle in taken.left_assets {
-            if chunker.full(5) {
-                frames.push(chunker.frame());
+            if let Some(ServerToViewer::Snapshot(last)) = frames.last_mut() {
+                last.complete = true;
             }
-            chunker.left_assets.push(handle);
+            self.snapshot = None;
+            self.parts_sent = 0;
         }
-        for handle in taken.left_sensors {
-            if chunker.full(5) {
-                frames.push(chunker.frame());
-            }
-            chunker.left_sensors.push(handle);
+        let mut chunker = Chunker::new(frame_budget_bytes, None, self.tick, 0);
+        self.drain_entered(&mut chunker, &mut frames, &mut budget);
+        while budget.left() {
+            let Some(handle) = self.left_assets.pop_first() else {
+                break;
+            };
+            chunker.push(
+                LEAVE_MAX_BYTES,
+                handle,
+                |c| &mut c.left_assets,
+                &mut frames,
+                &mut budget,
+            );
         }
-        for value in taken.values.into_values() {
-            if chunker.full(VALUE_UPDATE_MAX_BYTES) {
-                frames.push(chunker.frame());
-            }
-            chunker.values.push(value);
+        while budget.left() {
+            let Some(handle) = self.left_sensors.pop_first() else {
+                break;
+            };
+            chunker.push(
+                LEAVE_MAX_BYTES,
+                handle,
+                |c| &mut c.left_sensors,
+                &mut frames,
+                &mut budget,
+            );
         }
-        if !chunker.is_empty() || (taken.snapshot.is_some() && frames.is_empty()) {
+        while budget.left() {
+            let Some((_, value)) = self.values.pop_first() else {
+                break;
+            };
+            chunker.push(
+                VALUE_UPDATE_MAX_BYTES,
+                value,
+                |c| &mut c.values,
+                &mut frames,
+                &mut budget,
+            );
+        }
+        if !chunker.is_empty() {
             frames.push(chunker.frame());
         }
-        if let Some(ServerToViewer::Snapshot(last)) = frames.last_mut() {
-            last.complete = true;
-        }
         frames
+    }
+
+    /// Moves entered assets, then sensors, into `chunker` while `budget` lasts.
+    fn drain_entered(
+        &mut self,
+        chunker: &mut Chunker,
+        frames: &mut Vec<ServerToViewer>,
+        budget: &mut DrainBudget,
+    ) {
+        while budget.left() {
+            let Some((_, asset)) = self.entered_assets.pop_first() else {
+                break;
+            };
+            chunker.push(
+                estimate_size(&asset),
+                asset,
+                |c| &mut c.assets,
+                frames,
+                budget,
+            );
+        }
+        while budget.left() {
+            let Some((_, sensor)) = self.entered_sensors.pop_first() else {
+                break;
+            };
+            chunker.push(
+                estimate_size(&sensor),
+                sensor,
+                |c| &mut c.sensors,
+                frames,
+                budget,
+            );
+        }
+    }
+}
+
+/// Bytes one drain may still take; the first item always fits.
+struct DrainBudget {
+    remaining_bytes: usize,
+    taken_any: bool,
+}
+
+impl DrainBudget {
+    fn new(bytes: usize) -> Self {
+        Self {
+            remaining_bytes: bytes,
+            taken_any: false,
+        }
+    }
+
+    /// Whether another item may be taken.
+    fn left(&self) -> bool {
+        !self.taken_any || self.remaining_bytes > 0
+    }
+
+    fn spend(&mut self, bytes: usize) {
+        self.taken_any = true;
+        self.remaining_bytes = self.remaining_bytes.saturating_sub(bytes);
     }
 }
 
@@ -189,13 +318,13 @@ struct Chunker {
 }
 
 impl Chunker {
-    fn new(budget_bytes: usize, snapshot: Option<u32>, tick: u64) -> Self {
+    fn new(budget_bytes: usize, snapshot: Option<u32>, tick: u64, parts: u32) -> Self {
         Self {
             budget_bytes,
             used_bytes: FRAME_OVERHEAD_BYTES,
             snapshot,
             tick,
-            parts: 0,
+            parts,
             assets: Vec::new(),
             sensors: Vec::new(),
             left_assets: Vec::new(),
@@ -234,15 +363,34 @@ impl Chunker {
         }
     }
 
-    /// Accounts for an item of `bytes`; true if the current frame must be
-    /// closed first (it is never closed while empty).
-    fn full(&mut self, bytes: usize) -> bool {
-        let full = !self.is_empty() && self.used_bytes + bytes > self.budget_bytes;
-        if full {
+    /// Accounts for an item of `bytes`, closing the current frame first
+    /// when the item would not fit (a frame is never closed while empty).
+    fn make_room(
+        &mut self,
+        bytes: usize,
+        frames: &mut Vec<ServerToViewer>,
+        budget: &mut DrainBudget,
+    ) {
+        if !self.is_empty() && self.used_bytes + bytes > self.budget_bytes {
+            frames.push(self.frame());
             self.used_bytes = FRAME_OVERHEAD_BYTES;
         }
         self.used_bytes += bytes;
-        full
+        budget.spend(bytes);
+    }
+
+    /// Adds `item` of about `bytes` to the list `list` picks, closing the
+    /// current frame first if it would not fit.
+    fn push<T>(
+        &mut self,
+        bytes: usize,
+        item: T,
+        list: fn(&mut Self) -> &mut Vec<T>,
+        frames: &mut Vec<ServerToViewer>,
+        budget: &mut DrainBudget,
+    ) {
+        self.make_room(bytes, frames, budget);
+        list(self).push(item);
     }
 
     fn is_empty(&self) -> bool {
@@ -323,9 +471,30 @@ impl SharedMailbox {
     /// Takes everything pending as frames; see [`ViewerMailbox::drain_frames`].
     /// Ends a hold.
     pub fn drain_frames(&self, frame_budget_bytes: usize) -> Vec<ServerToViewer> {
-        let mut slot = self.lock();
-        slot.holding = false;
-        slot.mailbox.drain_frames(frame_budget_bytes)
+        self.drain_frames_up_to(frame_budget_bytes, usize::MAX)
+    }
+
+    /// Takes about `drain_budget_bytes` of what can be sent as frames; see
+    /// [`ViewerMailbox::drain_frames_up_to`]. Ends a hold. When more can be
+    /// sent after it, the draining side is woken again, so that it comes
+    /// back for the rest without waiting for the next change.
+    pub fn drain_frames_up_to(
+        &self,
+        frame_budget_bytes: usize,
+        drain_budget_bytes: usize,
+    ) -> Vec<ServerToViewer> {
+        let (frames, more) = {
+            let mut slot = self.lock();
+            slot.holding = false;
+            let frames = slot
+                .mailbox
+                .drain_frames_up_to(frame_budget_bytes, drain_budget_bytes);
+            (frames, !slot.mailbox.is_empty())
+        };
+        if more {
+            (self.inner.wake)();
+        }
+        frames
     }
 
     /// If only value updates wait (see [`ViewerMailbox::holds_only_values`]),

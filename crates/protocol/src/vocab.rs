@@ -203,6 +203,9 @@ pub enum Access {
     /// (`viewer` in configuration files means this).
     #[serde(alias = "viewer")]
     Public,
+    /// A household (data subject): sees what the public sees, and the raw
+    /// values and history of its own home's sensors (named by its token).
+    Resident,
 }
 
 impl Access {
@@ -210,7 +213,7 @@ impl Access {
     pub fn role(self) -> Role {
         match self {
             Access::Gateway => Role::Gateway,
-            Access::Operator | Access::Planner | Access::Public => Role::Viewer,
+            Access::Operator | Access::Planner | Access::Public | Access::Resident => Role::Viewer,
         }
     }
 
@@ -221,6 +224,7 @@ impl Access {
             Access::Operator => "operator",
             Access::Planner => "planner",
             Access::Public => "public",
+            Access::Resident => "resident",
         }
     }
 }

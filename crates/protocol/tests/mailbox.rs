@@ -178,3 +178,127 @@ fn only_value_updates_may_be_held_back() {
     mailbox.begin_snapshot(9);
     assert!(!mailbox.holds_only_values(), "nor a snapshot");
 }
+
+fn snapshots(frames: &[ServerToViewer]) -> Vec<&Snapshot> {
+    frames
+        .iter()
+        .filter_map(|frame| match frame {
+            ServerToViewer::Snapshot(snapshot) => Some(snapshot),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_snapshot_filled_in_parts_is_complete_only_after_its_end() {
+    let mut mailbox = ViewerMailbox::default();
+    mailbox.begin_snapshot_in_parts(4);
+    assert!(mailbox.is_empty(), "nothing to send before anything enters");
+    assert!(mailbox.drain_frames(64 * 1024).is_empty());
+    for handle in 0..3 {
+        mailbox.enter_sensor(sensor(handle));
+    }
+    let first = mailbox.drain_frames(64 * 1024);
+    let parts = snapshots(&first);
+    assert_eq!(parts.len(), 1);
+    assert_eq!((parts[0].part, parts[0].complete), (0, false));
+    assert_eq!(parts[0].sensors.len(), 3);
+    // A value of a sensor already sent, and a departure of one, wait for
+    // the end of the snapshot.
+    mailbox.value(value(1, 7, 2.5));
+    mailbox.leave_sensor(2);
+    assert!(mailbox.is_empty(), "held while the snapshot fills");
+    assert!(mailbox.drain_frames(64 * 1024).is_empty());
+    mailbox.enter_sensor(sensor(10));
+    mailbox.end_snapshot();
+    let rest = mailbox.drain_frames(64 * 1024);
+    let parts = snapshots(&rest);
+    assert_eq!(parts.len(), 1);
+    assert_eq!((parts[0].part, parts[0].complete), (1, true));
+    assert_eq!(parts[0].sensors.len(), 1);
+    let after: Vec<Update> = updates(rest.into_iter().skip(1).collect());
+    assert_eq!(after.len(), 1, "the held changes follow the last part");
+    assert_eq!(after[0].values, vec![value(1, 7, 2.5)]);
+    assert_eq!(after[0].left_sensors, vec![2]);
+    assert!(mailbox.is_empty());
+}
+
+#[test]
+fn ending_an_emptied_snapshot_still_sends_a_complete_part() {
+    let mut mailbox = ViewerMailbox::default();
+    mailbox.begin_snapshot_in_parts(2);
+    mailbox.enter_sensor(sensor(1));
+    assert_eq!(snapshots(&mailbox.drain_frames(64 * 1024)).len(), 1);
+    mailbox.end_snapshot();
+    assert!(!mailbox.is_empty(), "the closing part is due");
+    let frames = mailbox.drain_frames(64 * 1024);
+    let parts = snapshots(&frames);
+    assert_eq!(parts.len(), 1);
+    assert_eq!((parts[0].part, parts[0].complete), (1, true));
+    assert!(parts[0].sensors.is_empty());
+}
+
+#[test]
+fn a_drain_budget_bounds_each_pass_and_loses_nothing() {
+    let mut mailbox = ViewerMailbox::default();
+    mailbox.begin_snapshot(5);
+    for handle in 0..1_000 {
+        mailbox.enter_sensor(sensor(handle));
+    }
+    let mut received = Vec::new();
+    let mut parts = Vec::new();
+    let mut passes = 0;
+    while !mailbox.is_empty() {
+        passes += 1;
+        assert!(passes < 1_000, "the mailbox must empty");
+        let frames = mailbox.drain_frames_up_to(4 * 1024, 8 * 1024);
+        let bytes: usize = frames
+            .iter()
+            .map(|frame| postcard::to_stdvec(frame).map_or(0, |b| b.len()))
+            .sum();
+        assert!(bytes <= 8 * 1024 + 4 * 1024, "one pass took {bytes} B");
+        for part in snapshots(&frames) {
+            parts.push((part.part, part.complete));
+            received.extend(part.sensors.iter().map(|s| s.handle));
+        }
+    }
+    assert!(passes > 3, "the budget split the work: {passes} passes");
+    assert_eq!(received, (0..1_000).collect::<Vec<_>>());
+    let numbers: Vec<u32> = parts.iter().map(|&(part, _)| part).collect();
+    assert_eq!(numbers, (0..parts.len() as u32).collect::<Vec<_>>());
+    let complete: Vec<bool> = parts.iter().map(|&(_, complete)| complete).collect();
+    assert_eq!(complete.iter().filter(|&&c| c).count(), 1);
+    assert_eq!(
+        complete.last(),
+        Some(&true),
+        "only the last part is complete"
+    );
+}
+
+#[test]
+fn a_shared_mailbox_wakes_again_when_a_drain_leaves_work() {
+    let wakes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&wakes);
+    let mailbox = SharedMailbox::new(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    mailbox.update(|m| {
+        for handle in 0..100 {
+            m.value(value(handle, 1, 1.0));
+        }
+    });
+    let before = wakes.load(std::sync::atomic::Ordering::Relaxed);
+    let frames = mailbox.drain_frames_up_to(1024, 64);
+    assert!(!frames.is_empty());
+    assert_eq!(
+        wakes.load(std::sync::atomic::Ordering::Relaxed),
+        before + 1,
+        "work left: woken to come back"
+    );
+    let _ = mailbox.drain_frames(64 * 1024);
+    assert_eq!(
+        wakes.load(std::sync::atomic::Ordering::Relaxed),
+        before + 1,
+        "nothing left: no wake-up"
+    );
+}

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use polis_history::{Aggregate, HistoryReader, RecordedValue, SensorKey};
-use polis_net::HistoryService;
+use polis_net::{Grant, HistoryService};
 use polis_protocol::{
     Access, Aggregation, ErrorCode, HistoryPoint, HistoryReply, HistoryRequest, MAX_HISTORY_POINTS,
     ProtocolError, SharedMailbox, ValueUpdate,
@@ -79,8 +79,7 @@ impl HistoryService for HistoryQueries {
     fn query(
         &self,
         _viewer: u64,
-        access: Access,
-        name: &str,
+        grant: &Grant,
         request: &HistoryRequest,
     ) -> Result<HistoryReply, ProtocolError> {
         let Some(id) = self.sensors.ids_by_handle.get(request.sensor as usize) else {
@@ -99,12 +98,16 @@ impl HistoryService for HistoryQueries {
             .copied()
             .unwrap_or(true);
         if personal {
-            if access != Access::Operator {
+            let own = grant.access == Access::Resident && grant.own_sensors.contains(id);
+            if grant.access != Access::Operator && !own {
                 return Err(invalid(format!(
-                    "`{id}` is personal data: its history is for operators only"
+                    "`{id}` is personal data: its history is for operators and its household only"
                 )));
             }
-            self.audit.history(name, id, request.from_ms, request.to_ms);
+            if !own {
+                self.audit
+                    .history(&grant.name, id, request.from_ms, request.to_ms);
+            }
         }
         let unavailable = |err: polis_history::HistoryError| {
             warn!("history query failed: {err}");

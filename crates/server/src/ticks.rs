@@ -9,7 +9,7 @@ use bevy::app::TaskPoolPlugin;
 use bevy::prelude::*;
 use bevy::time::TimePlugin;
 use polis_scene::Scene;
-use polis_twin::{DeviceTimeLimit, PickPlugin, TwinPlugin};
+use polis_twin::{DeviceTimeLimit, InterestPending, PickPlugin, TwinClock, TwinPlugin};
 use tracing::info;
 
 use crate::audit::AuditPlugin;
@@ -54,6 +54,7 @@ fn build_app(scene: Scene, parts: Parts, observed: ObservedHandle) -> App {
         audit,
         privacy,
         max_clock_skew_ms,
+        interest_budget,
         ..
     } = parts;
     let mut app = App::new();
@@ -64,7 +65,8 @@ fn build_app(scene: Scene, parts: Parts, observed: ObservedHandle) -> App {
         // Moved on before every tick (the twin reads no clock).
         .insert_resource(DeviceTimeLimit {
             newest_ms: unix_now_ms().saturating_add(max_clock_skew_ms),
-        });
+        })
+        .insert_resource(interest_budget);
     if let Some(playback) = playback {
         app.insert_resource(playback);
     }
@@ -96,6 +98,7 @@ pub(crate) fn run_twin(
     stop: &AtomicBool,
 ) {
     let retention = parts.retention.take();
+    let mqtt = parts.mqtt.take();
     let max_clock_skew_ms = parts.max_clock_skew_ms;
     let mut app = build_app(scene, parts, observed.clone());
     // The scene was spawned and dropped while the plugins were built.
@@ -104,10 +107,12 @@ pub(crate) fn run_twin(
     let link = app.world().resource::<NetLink>();
     link.server().wake_on_event(std::thread::current());
     link.wake_on_commit(std::thread::current());
+    let twin_started = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
         app.world_mut().resource_mut::<DeviceTimeLimit>().newest_ms =
             unix_now_ms().saturating_add(max_clock_skew_ms);
+        app.world_mut().resource_mut::<TwinClock>().since_start = twin_started.elapsed();
         app.update();
         observed.0.metrics.observe_tick(started.elapsed());
         observed.0.ready.store(true, Ordering::Relaxed);
@@ -118,6 +123,11 @@ pub(crate) fn run_twin(
     }
     observed.0.ready.store(false, Ordering::SeqCst);
     shut_down(app);
+    // The sources stopped taking messages when the edge began to close;
+    // they acknowledge what history committed, then disconnect.
+    if let Some(mqtt) = mqtt {
+        mqtt.stop();
+    }
     if let Some(retention) = retention {
         let _ = retention.join();
     }
@@ -144,7 +154,10 @@ fn wait_for_next_tick(app: &App, pace: TickPace, started: Instant, stop: &Atomic
             std::thread::park_timeout(rest.min(STOP_CHECK));
             break;
         }
-        if link.server().pending_events() > 0 {
+        // Subscriptions with work left that may go on now count as waiting
+        // events: their next slice comes after `min_tick`, not a whole tick.
+        let interest_ready = app.world().resource::<InterestPending>().ready;
+        if interest_ready || link.server().pending_events() > 0 {
             match pace.min_tick.checked_sub(since) {
                 Some(wait) => std::thread::sleep(wait.min(rest)),
                 None => break,

@@ -28,7 +28,7 @@ impl Audience {
         let bit = match access {
             Access::Operator => 0b001,
             Access::Planner => 0b010,
-            Access::Public => 0b100,
+            Access::Public | Access::Resident => 0b100,
             Access::Gateway => 0,
         };
         self.0 & bit != 0
@@ -63,8 +63,30 @@ pub struct ViewerState {
     pub travel: Option<Travel>,
     /// What its token grants.
     pub access: Access,
+    /// A resident's own sensors (handles), seen raw; empty for other roles.
+    pub own_sensors: HashSet<u32>,
     /// Its token's name, for the audit log.
     pub name: String,
+    /// Its latest subscription not yet started (a newer one replaces it).
+    pub(crate) pending: Option<polis_protocol::Subscribe>,
+    /// What is left to do of the subscription being worked on.
+    pub(crate) job: Option<crate::interest::InterestJob>,
+    /// Items its subscriptions may still cost now.
+    pub(crate) allowance: crate::budget::Allowance,
+    /// Whether it is in the queue of viewers with interest work.
+    pub(crate) queued: bool,
+}
+
+impl ViewerState {
+    /// Whether this viewer may see sensor `handle` (live, in its area, in
+    /// picks): its audience admits the viewer's role, or it is one of a
+    /// resident's own sensors. One rule for every path.
+    pub fn may_see(&self, sensors: &crate::SensorTable, handle: u32) -> bool {
+        sensors
+            .audience(handle)
+            .is_some_and(|audience| audience.admits(self.access))
+            || self.own_sensors.contains(&handle)
+    }
 }
 
 /// A viewer's trip to a past time.

@@ -1,13 +1,14 @@
 //! Interest management: which viewer sees which assets and sensors, and
 //! publishing changed values to exactly those viewers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use bevy::prelude::*;
-use polis_protocol::{Domain, ValueUpdate};
+use polis_protocol::{Domain, ValueUpdate, ViewerMailbox};
 use tracing::{debug, warn};
 
 use crate::TwinTick;
+use crate::budget::{Allowance, InterestBudget, TwinClock};
 use crate::city::{AssetTable, SensorTable};
 use crate::components::{Audience, Travel, ViewerState};
 use crate::index::{ItemRef, SpatialIndex};
@@ -121,25 +122,40 @@ pub(crate) fn connect_viewers(
     mut directory: ResMut<ViewerDirectory>,
     viewers: Query<&ViewerState>,
     mut watchers: ResMut<Watchers>,
+    budget: Res<InterestBudget>,
+    clock: Res<TwinClock>,
+    sensors: Res<SensorTable>,
     mut commands: Commands,
 ) {
     for ViewerConnected {
         viewer,
         access,
         name,
+        own_sensors,
         mailbox,
     } in connected.read()
     {
+        // Only scene sensors can be a home's; unknown ids grant nothing.
+        let own_sensors = own_sensors
+            .iter()
+            .filter_map(|id| sensors.by_id(id))
+            .filter(|&h| sensors.aggregate_members(h).is_none())
+            .collect();
         let entity = commands
             .spawn(ViewerState {
                 id: *viewer,
                 access: *access,
+                own_sensors,
                 name: name.clone(),
                 mailbox: mailbox.clone(),
                 area_enu_m: None,
                 sensors: HashSet::new(),
                 assets: HashSet::new(),
                 travel: None,
+                pending: None,
+                job: None,
+                allowance: Allowance::full(budget.items_per_second_per_viewer, clock.since_start),
+                queued: false,
             })
             .id();
         if let Some(old) = directory.0.insert(*viewer, entity) {
@@ -155,18 +171,55 @@ pub(crate) fn connect_viewers(
     }
 }
 
-pub(crate) fn update_interest(
+/// Viewers with interest work (a subscription to start or a job to
+/// continue), served round robin.
+#[derive(Resource, Debug, Default)]
+pub(crate) struct InterestQueue {
+    viewers: VecDeque<Entity>,
+    /// The allowance shared by all viewers.
+    total: Option<Allowance>,
+}
+
+/// Whether subscriptions still have work left after this tick: whoever runs
+/// the twin ticks again soon rather than at the next regular tick.
+#[derive(Resource, Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct InterestPending {
+    /// Viewers with work left.
+    pub viewers: usize,
+    /// Whether any of them may work now (not all waiting for allowance).
+    pub ready: bool,
+}
+
+/// What is left of a subscription: items to leave and to enter, and what
+/// to do once they all have.
+#[derive(Debug)]
+pub(crate) struct InterestJob {
+    subscription: u32,
+    /// A snapshot is being sent (filled in parts).
+    fresh: bool,
+    travel: Option<Travel>,
+    leave_assets: Vec<u32>,
+    leave_sensors: Vec<u32>,
+    enter_assets: Vec<u32>,
+    enter_sensors: Vec<u32>,
+}
+
+impl InterestJob {
+    fn remaining(&self) -> usize {
+        self.leave_assets.len()
+            + self.leave_sensors.len()
+            + self.enter_assets.len()
+            + self.enter_sensors.len()
+    }
+}
+
+/// Takes each subscription into its viewer's state (the latest replaces
+/// any not yet started) and queues the viewer for [`work_on_interest`].
+pub(crate) fn queue_subscriptions(
     mut subscribed: MessageReader<ViewerSubscribed>,
     directory: Res<ViewerDirectory>,
     mut viewers: Query<&mut ViewerState>,
-    index: Res<SpatialIndex>,
-    info: Res<TwinInfo>,
-    sensors: Res<SensorTable>,
-    assets: Res<AssetTable>,
-    mut watchers: ResMut<Watchers>,
-    tick: Res<TwinTick>,
-    mut playback: MessageWriter<PlaybackCommand>,
-    mut shown: MessageWriter<PersonalDataShown>,
+    mut queue: ResMut<InterestQueue>,
 ) {
     for ViewerSubscribed { viewer, subscribe } in subscribed.read() {
         let Some(entity) = directory.0.get(viewer).copied() else {
@@ -179,134 +232,295 @@ pub(crate) fn update_interest(
         let Ok(mut state) = viewers.get_mut(entity) else {
             continue;
         };
-        let area = subscribe.area;
-        let georef = info.georeference;
-        let [west_m, south_m] = georef.enu_from_lonlat(area.lon_min_deg, area.lat_min_deg);
-        let [east_m, north_m] = georef.enu_from_lonlat(area.lon_max_deg, area.lat_max_deg);
-        let (min, max) = ([west_m, south_m], [east_m, north_m]);
-        let layers = LayerMask::from_layers(&subscribe.layers);
-
-        let mut new_sensors = HashSet::new();
-        let mut new_assets = HashSet::new();
-        for item in index.items_in_area(min, max, &assets, &sensors) {
-            match item {
-                ItemRef::Sensor(handle) => {
-                    let visible = sensors.domain(handle).is_some_and(|d| layers.contains(d))
-                        && sensors
-                            .audience(handle)
-                            .is_some_and(|a| a.admits(state.access));
-                    if visible {
-                        new_sensors.insert(handle);
-                    }
-                }
-                ItemRef::Asset(handle) => {
-                    let visible = assets
-                        .kind(handle)
-                        .is_some_and(|kind| kind.domain().is_none_or(|d| layers.contains(d)));
-                    if visible {
-                        new_assets.insert(handle);
-                    }
-                }
-            }
+        state.pending = Some(subscribe.clone());
+        if !state.queued {
+            state.queued = true;
+            queue.viewers.push_back(entity);
         }
+    }
+}
 
-        let travel = subscribe.at_ms.map(|at_ms| Travel {
-            at_ms,
-            speed: subscribe.speed.max(0.0),
-        });
-        // A first subscription, and any change of time (to a past time, to
-        // another one, or back to live), starts from a fresh snapshot.
-        let fresh = state.area_enu_m.is_none() || travel.is_some() || state.travel.is_some();
+/// Works through the queued viewers' subscriptions within the tick's and
+/// each viewer's budget (see [`crate::budget`]).
+pub(crate) fn work_on_interest(
+    mut queue: ResMut<InterestQueue>,
+    mut viewers: Query<&mut ViewerState>,
+    mut city: InterestCity,
+    mut watchers: ResMut<Watchers>,
+    tick: Res<TwinTick>,
+    budget: Res<InterestBudget>,
+    clock: Res<TwinClock>,
+    mut pending: ResMut<InterestPending>,
+    mut playback: MessageWriter<PlaybackCommand>,
+    mut shown: MessageWriter<PersonalDataShown>,
+) {
+    let now = clock.since_start;
+    let queue = &mut *queue;
+    let total = queue
+        .total
+        .get_or_insert_with(|| Allowance::full(budget.items_per_second, now));
+    total.refill(budget.items_per_second, now);
+    let mut tick_items = budget.items_per_tick.min(total.available());
+    let mut ready = false;
+    for _ in 0..queue.viewers.len() {
+        let Some(entity) = queue.viewers.pop_front() else {
+            break;
+        };
+        let Ok(mut state) = viewers.get_mut(entity) else {
+            // Gone.
+            continue;
+        };
         let state = &mut *state;
-        if fresh {
-            watchers.forget(entity, state);
-            state.sensors.clear();
-            state.assets.clear();
+        state
+            .allowance
+            .refill(budget.items_per_second_per_viewer, now);
+        if tick_items > 0 && !state.allowance.in_debt() {
+            if let Some(subscribe) = state.pending.take() {
+                let queried = start_job(
+                    entity,
+                    state,
+                    &subscribe,
+                    &city,
+                    &mut watchers,
+                    &mut playback,
+                );
+                state.allowance.spend(queried);
+                total.spend(queried);
+                tick_items = tick_items.saturating_sub(queried);
+            }
+            let items = tick_items.min(state.allowance.available());
+            if items > 0 {
+                let done = work_slice(entity, state, items, &city, &mut watchers, tick.0);
+                state.allowance.spend(done);
+                total.spend(done);
+                tick_items = tick_items.saturating_sub(done);
+            }
+            if state.job.as_ref().is_some_and(|job| job.remaining() == 0) {
+                finish_job(state, &mut city, &mut playback, &mut shown);
+            }
         }
-        let was_travelling = state.travel.is_some();
-        state.mailbox.update(|mailbox| {
-            if fresh {
-                mailbox.begin_snapshot(subscribe.subscription);
+        if state.pending.is_some() || state.job.is_some() {
+            ready |= !state.allowance.in_debt();
+            queue.viewers.push_back(entity);
+        } else {
+            state.queued = false;
+        }
+    }
+    tick_items = tick_items.min(total.available());
+    *pending = InterestPending {
+        viewers: queue.viewers.len(),
+        ready: ready && tick_items < budget.items_per_tick && total.available() > 0,
+    };
+}
+
+/// What interest work reads of the city.
+#[derive(bevy::ecs::system::SystemParam)]
+pub(crate) struct InterestCity<'w> {
+    index: Res<'w, SpatialIndex>,
+    info: Res<'w, TwinInfo>,
+    sensors: Res<'w, SensorTable>,
+    assets: Res<'w, AssetTable>,
+}
+
+/// Starts `subscribe` for a viewer: queries its area and sets up what must
+/// enter and leave (everything, as a snapshot, for a first subscription, a
+/// change of time, or one replacing a snapshot still being sent). Returns
+/// the items the query found, its cost.
+fn start_job(
+    entity: Entity,
+    state: &mut ViewerState,
+    subscribe: &polis_protocol::Subscribe,
+    city: &InterestCity,
+    watchers: &mut Watchers,
+    playback: &mut MessageWriter<PlaybackCommand>,
+) -> u64 {
+    let area = subscribe.area;
+    let georef = city.info.georeference;
+    let [west_m, south_m] = georef.enu_from_lonlat(area.lon_min_deg, area.lat_min_deg);
+    let [east_m, north_m] = georef.enu_from_lonlat(area.lon_max_deg, area.lat_max_deg);
+    let (min, max) = ([west_m, south_m], [east_m, north_m]);
+    let layers = LayerMask::from_layers(&subscribe.layers);
+
+    let mut new_sensors = HashSet::new();
+    let mut new_assets = HashSet::new();
+    let (sensors, assets) = (&*city.sensors, &*city.assets);
+    for item in city.index.items_in_area(min, max, assets, sensors) {
+        match item {
+            ItemRef::Sensor(handle) => {
+                let visible = sensors.domain(handle).is_some_and(|d| layers.contains(d))
+                    && state.may_see(sensors, handle);
+                if visible {
+                    new_sensors.insert(handle);
+                }
             }
-            mailbox.set_tick(tick.0);
-            for &handle in state.assets.difference(&new_assets) {
+            ItemRef::Asset(handle) => {
+                let visible = assets
+                    .kind(handle)
+                    .is_some_and(|kind| kind.domain().is_none_or(|d| layers.contains(d)));
+                if visible {
+                    new_assets.insert(handle);
+                }
+            }
+        }
+    }
+    let queried = (new_sensors.len() + new_assets.len()) as u64;
+
+    let travel = subscribe.at_ms.map(|at_ms| Travel {
+        at_ms,
+        speed: subscribe.speed.max(0.0),
+    });
+    // A first subscription, any change of time (to a past time, to another
+    // one, or back to live), and one replacing a snapshot not yet complete
+    // start from a fresh snapshot.
+    let fresh = state.area_enu_m.is_none()
+        || travel.is_some()
+        || state.travel.is_some()
+        || state.job.as_ref().is_some_and(|job| job.fresh);
+    if state.travel.is_some() {
+        // The old trip's values must not reach the new area.
+        playback.write(PlaybackCommand::Stop(state.id));
+    }
+    if fresh {
+        watchers.forget(entity, state);
+        state.sensors.clear();
+        state.assets.clear();
+        state
+            .mailbox
+            .update(|mailbox| mailbox.begin_snapshot_in_parts(subscribe.subscription));
+    }
+    let sorted = |set: Vec<u32>| {
+        let mut set = set;
+        // Worked from the back: lowest handles first.
+        set.sort_unstable_by(|a, b| b.cmp(a));
+        set
+    };
+    let job = InterestJob {
+        subscription: subscribe.subscription,
+        fresh,
+        travel,
+        leave_assets: sorted(state.assets.difference(&new_assets).copied().collect()),
+        leave_sensors: sorted(state.sensors.difference(&new_sensors).copied().collect()),
+        enter_assets: sorted(new_assets.difference(&state.assets).copied().collect()),
+        enter_sensors: sorted(new_sensors.difference(&state.sensors).copied().collect()),
+    };
+    state.job = Some(job);
+    state.travel = travel;
+    state.area_enu_m = Some((min, max));
+    queried
+}
+
+/// Does up to `items` of the viewer's job: departures first, then arrivals.
+/// Returns the items done.
+fn work_slice(
+    entity: Entity,
+    state: &mut ViewerState,
+    items: u64,
+    city: &InterestCity,
+    watchers: &mut Watchers,
+    tick: u64,
+) -> u64 {
+    let Some(job) = state.job.as_mut() else {
+        return 0;
+    };
+    let (sensors, assets) = (&*city.sensors, &*city.assets);
+    let live = job.travel.is_none();
+    let mut done = 0;
+    state.mailbox.update(|mailbox| {
+        mailbox.set_tick(tick);
+        while done < items {
+            if let Some(handle) = job.leave_assets.pop() {
                 mailbox.leave_asset(handle);
-            }
-            for &handle in new_assets.difference(&state.assets) {
+                state.assets.remove(&handle);
+            } else if let Some(handle) = job.leave_sensors.pop() {
+                mailbox.leave_sensor(handle);
+                watchers.remove(handle, entity);
+                state.sensors.remove(&handle);
+            } else if let Some(handle) = job.enter_assets.pop() {
                 if let Some(info) = assets.info(handle) {
                     mailbox.enter_asset(info);
                 }
-            }
-            for &handle in state.sensors.difference(&new_sensors) {
-                mailbox.leave_sensor(handle);
-                watchers.remove(handle, entity);
-            }
-            for &handle in new_sensors.difference(&state.sensors) {
+                state.assets.insert(handle);
+            } else if let Some(handle) = job.enter_sensors.pop() {
                 // A traveller's values come from history, not from the
                 // live state.
-                if let Some(info) = sensors.info(handle, travel.is_none()) {
+                if let Some(info) = sensors.info(handle, live) {
                     mailbox.enter_sensor(info);
-                    if travel.is_none() {
+                    if live {
                         watchers.add(handle, entity);
                     }
                 }
+                state.sensors.insert(handle);
+            } else {
+                break;
             }
-        });
-        match travel {
-            Some(trip) => {
-                // History holds raw readings only: a traveller gets raw values
-                // of the sensors everyone may see, and of personal ones only
-                // if an operator; aggregates are live-only.
-                let mut handles: Vec<u32> = new_sensors
-                    .iter()
-                    .copied()
-                    .filter(|&h| {
-                        sensors.audience(h) == Some(Audience::EVERYONE)
-                            || (sensors.personal(h) == Some(true)
-                                && state.access == Access::Operator)
-                    })
-                    .collect();
-                handles.sort_unstable();
-                playback.write(PlaybackCommand::Start(PlaybackRequested {
-                    viewer: *viewer,
-                    mailbox: state.mailbox.clone(),
-                    sensors: handles,
-                    at_ms: trip.at_ms,
-                    speed: trip.speed,
-                }));
-            }
-            None if was_travelling => {
-                playback.write(PlaybackCommand::Stop(*viewer));
-            }
-            None => {}
+            done += 1;
         }
-        state.travel = travel;
-        if state.access == Access::Operator {
-            let mut personal: Vec<String> = new_sensors
-                .iter()
-                .filter(|&&h| sensors.personal(h) == Some(true))
-                .filter_map(|&h| sensors.id(h).map(str::to_owned))
-                .collect();
-            if !personal.is_empty() {
-                personal.sort();
-                shown.write(PersonalDataShown {
-                    viewer: *viewer,
-                    name: state.name.clone(),
-                    sensors: personal,
-                    at_ms: subscribe.at_ms,
-                });
-            }
-        }
-        debug!(
-            viewer = viewer.0,
-            sensors = new_sensors.len(),
-            assets = new_assets.len(),
-            "viewer subscribed"
-        );
-        state.area_enu_m = Some((min, max));
-        state.sensors = new_sensors;
-        state.assets = new_assets;
+    });
+    done
+}
+
+/// Completes a viewer's job: closes its snapshot, starts its trip in time,
+/// and records what an operator was shown.
+fn finish_job(
+    state: &mut ViewerState,
+    city: &mut InterestCity,
+    playback: &mut MessageWriter<PlaybackCommand>,
+    shown: &mut MessageWriter<PersonalDataShown>,
+) {
+    let Some(job) = state.job.take() else {
+        return;
+    };
+    let sensors = &*city.sensors;
+    if job.fresh {
+        state.mailbox.update(ViewerMailbox::end_snapshot);
     }
+    if let Some(trip) = job.travel {
+        // History holds raw readings only: a traveller gets raw values of
+        // the sensors everyone may see, and of personal ones only if an
+        // operator; aggregates are live-only.
+        let mut handles: Vec<u32> = state
+            .sensors
+            .iter()
+            .copied()
+            .filter(|&h| {
+                sensors.audience(h) == Some(Audience::EVERYONE)
+                    || (sensors.personal(h) == Some(true) && state.access == Access::Operator)
+                    || state.own_sensors.contains(&h)
+            })
+            .collect();
+        handles.sort_unstable();
+        playback.write(PlaybackCommand::Start(PlaybackRequested {
+            viewer: state.id,
+            mailbox: state.mailbox.clone(),
+            sensors: handles,
+            at_ms: trip.at_ms,
+            speed: trip.speed,
+        }));
+    }
+    if state.access == Access::Operator {
+        let mut personal: Vec<String> = state
+            .sensors
+            .iter()
+            .filter(|&&h| sensors.personal(h) == Some(true))
+            .filter_map(|&h| sensors.id(h).map(str::to_owned))
+            .collect();
+        if !personal.is_empty() {
+            personal.sort();
+            shown.write(PersonalDataShown {
+                viewer: state.id,
+                name: state.name.clone(),
+                sensors: personal,
+                at_ms: job.travel.map(|trip| trip.at_ms),
+            });
+        }
+    }
+    debug!(
+        viewer = state.id.0,
+        subscription = job.subscription,
+        sensors = state.sensors.len(),
+        assets = state.assets.len(),
+        "viewer subscribed"
+    );
 }
 
 pub(crate) fn disconnect_viewers(

@@ -59,6 +59,9 @@ pub struct ViewerConnected {
     pub access: polis_protocol::Access,
     /// Its token's name.
     pub name: String,
+    /// A resident's own sensors (ids): it sees their raw values. Empty for
+    /// other roles.
+    pub own_sensors: Vec<String>,
     /// Where its outgoing changes coalesce.
     pub mailbox: SharedMailbox,
 }

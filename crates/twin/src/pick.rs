@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bevy::prelude::*;
 use bevy_rapier3d::prelude::Collider;
 use polis_protocol::{
-    Access, AssetKind, Geometry, GeometryClass, MAX_PICK_HITS, PickHit, PickReply, PickRequest,
-    PickTarget, QUANTITY_DISTANCE_ALONG_ROUTE, shape,
+    AssetKind, Geometry, GeometryClass, MAX_PICK_HITS, PickHit, PickReply, PickRequest, PickTarget,
+    QUANTITY_DISTANCE_ALONG_ROUTE, shape,
 };
 
 use crate::TwinSystems;
@@ -145,6 +145,90 @@ impl PendingPicks {
     }
 }
 
+/// Footprints with at least this many corners keep their pick shape once
+/// built: triangulating and building a triangle mesh's tree is what a pick
+/// of a large building costs; smaller ones are rebuilt each time, cheaply.
+const CACHED_SHAPE_MIN_CORNERS: usize = 64;
+/// Most footprint corners the shapes kept hold in all (about 100 B each
+/// with their triangle mesh and its tree).
+const CACHED_SHAPE_CORNERS: usize = 256 * 1024;
+
+/// Pick shapes of large footprints, built once and kept, oldest evicted
+/// first beyond 256 Ki corners in all.
+#[derive(Resource, Default)]
+pub struct PickShapes {
+    shapes: std::collections::HashMap<u32, (std::sync::Arc<(Collider, Transform)>, usize)>,
+    order: std::collections::VecDeque<u32>,
+    corners: usize,
+    built: u64,
+}
+
+impl std::fmt::Debug for PickShapes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PickShapes")
+            .field("shapes", &self.shapes.len())
+            .field("corners", &self.corners)
+            .field("built", &self.built)
+            .finish()
+    }
+}
+
+impl PickShapes {
+    /// Shapes built so far, kept or not (each large footprint's first pick,
+    /// and again after eviction).
+    pub fn built(&self) -> u64 {
+        self.built
+    }
+
+    /// Shapes kept now.
+    pub fn len(&self) -> usize {
+        self.shapes.len()
+    }
+
+    /// True when no shape is kept.
+    pub fn is_empty(&self) -> bool {
+        self.shapes.is_empty()
+    }
+
+    /// The pick shape of asset `handle`, from the cache or built (and kept
+    /// when large).
+    fn shape(
+        &mut self,
+        handle: u32,
+        assets: &AssetTable,
+    ) -> Option<std::sync::Arc<(Collider, Transform)>> {
+        if let Some((shape, _)) = self.shapes.get(&handle) {
+            return Some(std::sync::Arc::clone(shape));
+        }
+        let geometry = assets.geometry_enu_m(handle)?;
+        let corners = match &geometry {
+            Geometry::Footprint(points) => points.len(),
+            _ => 0,
+        };
+        let shape = std::sync::Arc::new(asset_collider(
+            assets.kind(handle)?,
+            &geometry,
+            assets.height_m(handle),
+        )?);
+        self.built += 1;
+        if corners >= CACHED_SHAPE_MIN_CORNERS {
+            while self.corners + corners > CACHED_SHAPE_CORNERS {
+                let Some(oldest) = self.order.pop_front() else {
+                    break;
+                };
+                if let Some((_, freed)) = self.shapes.remove(&oldest) {
+                    self.corners -= freed;
+                }
+            }
+            self.shapes
+                .insert(handle, (std::sync::Arc::clone(&shape), corners));
+            self.order.push_back(handle);
+            self.corners += corners;
+        }
+        Some(shape)
+    }
+}
+
 /// Answers [`PickRequested`], at most [`PickBudget::picks_per_tick`] a tick;
 /// add after [`crate::TwinPlugin`].
 #[derive(Debug, Default)]
@@ -155,6 +239,7 @@ impl Plugin for PickPlugin {
         app.add_message::<PickRequested>()
             .init_resource::<PickBudget>()
             .init_resource::<PendingPicks>()
+            .init_resource::<PickShapes>()
             .add_systems(Startup, measure_heights)
             .configure_sets(Update, PickSystems::Answer.after(TwinSystems::Interest))
             .add_systems(Update, answer_picks.in_set(PickSystems::Answer));
@@ -392,18 +477,19 @@ impl Ray {
 /// further than where the nearest hits found so far end.
 fn cast(
     ray: &Ray,
-    access: Access,
+    viewer: &ViewerState,
     band: HeightBand,
     index: &SpatialIndex,
     assets: &AssetTable,
     sensors: &SensorTable,
+    shapes: &mut PickShapes,
 ) -> Vec<PickHit> {
     let mut hits = Vec::new();
     let Some(stretch) = ray.stretch_within(band) else {
         return hits;
     };
     let sensor_hit = |handle: u32| -> Option<PickHit> {
-        if !sensors.audience(handle)?.admits(access) {
+        if !viewer.may_see(sensors, handle) {
             return None;
         }
         let (at, radius) = sensor_ball(sensors, assets, handle)?;
@@ -414,14 +500,13 @@ fn cast(
             distance_m,
         })
     };
-    let asset_hit = |handle: u32| -> Option<PickHit> {
-        let geometry = assets.geometry_enu_m(handle)?;
-        let (collider, at) =
-            asset_collider(assets.kind(handle)?, &geometry, assets.height_m(handle))?;
+    let mut asset_hit = |handle: u32| -> Option<PickHit> {
+        let shape = shapes.shape(handle, assets)?;
+        let (collider, at) = &*shape;
         Some(PickHit {
             target: PickTarget::Asset(handle),
             id: assets.id(handle)?.to_owned(),
-            distance_m: ray.hits(&collider, &at)?,
+            distance_m: ray.hits(collider, at)?,
         })
     };
     let origin = [ray.origin.x, ray.origin.y];
@@ -470,25 +555,25 @@ pub(crate) fn answer_picks(
     assets: Res<AssetTable>,
     sensors: Res<SensorTable>,
     band: Res<HeightBand>,
+    mut shapes: ResMut<PickShapes>,
     directory: Res<ViewerDirectory>,
     viewers: Query<&ViewerState>,
 ) {
     pending.0.extend(requests.read().cloned());
     let answered = budget.picks_per_tick.max(1).min(pending.0.len());
     for picked in pending.0.drain(..answered) {
-        let access = directory
+        let viewer = directory
             .get(picked.viewer)
-            .and_then(|e| viewers.get(e).ok())
-            .map(|v| v.access);
+            .and_then(|e| viewers.get(e).ok());
         let request = &picked.request;
         let ray = Ray {
             origin: Vec3::from(request.origin_enu_m),
             direction: Vec3::from(request.direction_enu).normalize_or_zero(),
             max_m: request.max_distance_m,
         };
-        let mut hits = match access {
-            Some(access) if ray.direction != Vec3::ZERO => {
-                cast(&ray, access, *band, &index, &assets, &sensors)
+        let mut hits = match viewer {
+            Some(viewer) if ray.direction != Vec3::ZERO => {
+                cast(&ray, viewer, *band, &index, &assets, &sensors, &mut shapes)
             }
             _ => Vec::new(),
         };

@@ -90,6 +90,7 @@ fn app_with(scene: Scene) -> App {
             viewer: ViewerId(id),
             access,
             name: format!("viewer-{id}"),
+            own_sensors: Vec::new(),
             mailbox: SharedMailbox::new(|| {}),
         });
     }
@@ -330,4 +331,41 @@ fn a_burst_of_picks_is_answered_a_budget_per_tick_in_order() {
     );
     assert_eq!(order, (0..burst as u32).collect::<Vec<_>>());
     assert!(app.world().resource::<PendingPicks>().is_empty());
+}
+
+#[test]
+fn a_large_concave_building_is_shaped_once_and_picked_where_it_stands() {
+    // A comb of 1,000 corners (250 teeth 10 m deep, 2 m apart) at x 2000+.
+    let mut json: serde_json::Value =
+        serde_json::from_str(&scene().to_json_string_pretty()).expect("scene as JSON");
+    let mut footprint = vec![[2_000.0, 0.0], [2_500.0, 0.0]];
+    for tooth in (0..250).rev() {
+        let x = 2_000.0 + f64::from(tooth) * 2.0;
+        footprint.extend([[x + 2.0, 1.0], [x + 1.0, 1.0], [x + 1.0, 11.0], [x, 11.0]]);
+    }
+    footprint.truncate(1_000);
+    json["assets"]
+        .as_array_mut()
+        .expect("assets")
+        .push(serde_json::json!({
+            "id": "b-comb", "kind": "building", "footprint_enu_m": footprint, "height_m": 12.0,
+            "attributes": {}
+        }));
+    let scene = Scene::from_json_str(&json.to_string(), "comb.json").expect("scene loads");
+    let mut app = app_with(scene);
+    let down = [0.0, 0.0, -1.0];
+    let first = |hits: &[PickHit]| hits.first().map(|h| h.id.clone());
+    // A tooth is hit, the gap between two teeth is not.
+    assert_eq!(
+        first(&pick(&mut app, 1, [2_100.5, 5.0, 100.0], down)),
+        Some("b-comb".to_owned())
+    );
+    assert!(pick(&mut app, 1, [2_101.5, 5.0, 100.0], down).is_empty());
+    assert_eq!(
+        first(&pick(&mut app, 1, [2_300.5, 8.0, 100.0], down)),
+        Some("b-comb".to_owned())
+    );
+    let shapes = app.world().resource::<PickShapes>();
+    assert_eq!(shapes.len(), 1, "the comb's shape is kept");
+    assert_eq!(shapes.built(), 1, "and built once for three picks");
 }

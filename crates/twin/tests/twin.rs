@@ -70,6 +70,7 @@ fn connect_as(
         viewer: ViewerId(id),
         access,
         name: format!("viewer-{id}"),
+        own_sensors: Vec::new(),
         mailbox: mailbox.clone(),
     });
     app.world_mut().write_message(ViewerSubscribed {
@@ -415,10 +416,12 @@ fn personal_data_reaches_each_role_only_as_allowed() {
         seen.iter().all(|(id, _)| id != "meter-b-west-1"),
         "{seen:?}"
     );
+    // One home in its building, block and district: fewer than
+    // k_planner = 3, so planners get no aggregate of it either.
     assert!(
         seen.iter()
-            .any(|(id, v)| id.starts_with("agg-building-") && *v == Some(3.5)),
-        "planners see the building's aggregate: {seen:?}"
+            .all(|(id, v)| !id.starts_with("agg-") && *v != Some(3.5) && *v != Some(2.5)),
+        "planners see nothing of a lone home: {seen:?}"
     );
 
     // The public sees neither the house nor an aggregate over fewer than k = 5.
@@ -483,8 +486,10 @@ fn the_public_sees_only_aggregates_over_at_least_k_homes() {
         "{snapshot:?}"
     );
 
-    // Four homes reporting: still fewer than k, so no value at all.
-    for i in 0..4 {
+    // Five homes reporting, k of them, but not the whole group: its
+    // membership is fixed, so no value yet (a value over five, then six,
+    // would give away the sixth home as the difference).
+    for i in 0..5 {
         push(
             &mut app,
             10 + i,
@@ -493,14 +498,16 @@ fn the_public_sees_only_aggregates_over_at_least_k_homes() {
     }
     let seen = delivered(&public, &mut names);
     assert!(seen.iter().all(|(_, v)| v.is_none()), "{seen:?}");
-    // The fifth makes k: the public gets the sum, never a single home.
-    push(&mut app, 20, vec![reading("meter-home-4", 1_000, 1.0)]);
+    // The sixth completes it: the public gets the sum, never a single home.
+    push(&mut app, 20, vec![reading("meter-home-5", 1_000, 2.0)]);
     let seen = delivered(&public, &mut names);
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert!(seen[0].0.starts_with("agg-public-block-"));
-    assert_eq!(seen[0].1, Some(5.0));
-    push(&mut app, 21, vec![reading("meter-home-5", 1_000, 2.0)]);
-    assert_eq!(delivered(&public, &mut names)[0].1, Some(7.0));
+    assert_eq!(seen[0].1, Some(7.0));
+    // A home going silent keeps its latest reading in the sum; a new
+    // reading of one home changes only its own part.
+    push(&mut app, 21, vec![reading("meter-home-0", 2_000, 3.0)]);
+    assert_eq!(delivered(&public, &mut names)[0].1, Some(9.0));
 }
 
 #[test]

@@ -75,6 +75,25 @@ pub(crate) struct FanoutArgs {
     /// Skip the mosquitto baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Subscription churn: this many extra Polis viewers (public token)
+    /// switch between the whole city and one corner `--churn-hz` times a
+    /// second while the others are measured. The run then compares two
+    /// Polis phases, without and with them (no mosquitto).
+    #[arg(long, default_value_t = 0)]
+    churners: usize,
+    /// Area switches per second of each churning viewer (under the
+    /// server's default 10 subscriptions per second per connection).
+    #[arg(long, default_value_t = 9.0)]
+    churn_hz: f64,
+    /// The server's `limits.max_area_items_per_second` (default: its default).
+    #[arg(long)]
+    max_area_items_per_second: Option<f64>,
+    /// The server's `limits.max_area_items_per_second_per_connection`.
+    #[arg(long)]
+    max_area_items_per_second_per_connection: Option<f64>,
+    /// The server's `limits.max_area_items_per_tick`.
+    #[arg(long)]
+    max_area_items_per_tick: Option<u64>,
 }
 
 /// Runs the scenario: Polis, then mosquitto, each server on `cores.server`
@@ -139,9 +158,30 @@ pub(crate) fn run(mut args: FanoutArgs, cores: Cores) -> anyhow::Result<ExitCode
         .thread_name("polis-bench-load")
         .enable_all()
         .build()?;
+    anyhow::ensure!(args.churners <= 1_000, "--churners must be at most 1,000");
+    anyhow::ensure!(
+        args.churn_hz.is_finite() && args.churn_hz > 0.0 && args.churn_hz <= 100.0,
+        "--churn-hz must be in (0, 100]"
+    );
+    if args.churners > 0 {
+        let mut server = polis::Polis::start(&args, cores.server, &dir.path().join("data"))?;
+        let idle = run_phase(&runtime, &mut server, &args, rate, &layout, cores, 0)?;
+        let churn = run_phase(
+            &runtime,
+            &mut server,
+            &args,
+            rate,
+            &layout,
+            cores,
+            args.churners,
+        )?;
+        runtime.shutdown_timeout(Duration::from_secs(2));
+        report_churn(&args, &idle, &churn);
+        return Ok(ExitCode::SUCCESS);
+    }
     let polis = {
         let mut server = polis::Polis::start(&args, cores.server, &dir.path().join("data"))?;
-        run_phase(&runtime, &mut server, &args, rate, &layout, cores)?
+        run_phase(&runtime, &mut server, &args, rate, &layout, cores, 0)?
     };
     let mosquitto = if args.no_baseline {
         None
@@ -149,7 +189,9 @@ pub(crate) fn run(mut args: FanoutArgs, cores: Cores) -> anyhow::Result<ExitCode
         let phase = mqtt::Mosquitto::start(dir.path(), args.mosquitto_nodelay, cores.server)
             .and_then(|broker| {
                 broker
-                    .map(|mut broker| run_phase(&runtime, &mut broker, &args, rate, &layout, cores))
+                    .map(|mut broker| {
+                        run_phase(&runtime, &mut broker, &args, rate, &layout, cores, 0)
+                    })
                     .transpose()
             });
         match phase {
@@ -169,6 +211,73 @@ pub(crate) fn run(mut args: FanoutArgs, cores: Cores) -> anyhow::Result<ExitCode
     runtime.shutdown_timeout(Duration::from_secs(2));
     report(&args, rate, area_sensors, &polis, mosquitto.as_ref());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The churn comparison: the same viewers and changes without and with
+/// churning viewers, on the same server.
+fn report_churn(args: &FanoutArgs, idle: &Phase, churn: &Phase) {
+    let ratio = |f: fn(&Phase) -> f64| f(churn) / f(idle).max(1e-9);
+    if args.json {
+        let report = serde_json::json!({
+            "scenario": "fanout-churn",
+            "viewers": args.viewers,
+            "sensors": args.sensors,
+            "churners": args.churners,
+            "churn_hz": args.churn_hz,
+            "seconds": args.seconds,
+            "idle": idle.json(),
+            "churn": churn.json(),
+            "churn_subscriptions_per_s": churn.churn_per_s(),
+            "ratio_churn_over_idle": {
+                "latency_p50": ratio(|p| p.p50_ms),
+                "latency_p99": ratio(|p| p.p99_ms),
+                "delivered_values_per_s": ratio(Phase::delivered_per_s),
+            },
+        });
+        println!("{report}");
+        return;
+    }
+    println!(
+        "| measure | Polis, idle | Polis, {} viewers churning at {} Hz | churn / idle |",
+        args.churners, args.churn_hz
+    );
+    println!("|---|---|---|---|");
+    println!(
+        "| measured viewers | {} subscribed, {} failed | {} subscribed, {} failed | – |",
+        idle.viewers_ready, idle.viewers_failed, churn.viewers_ready, churn.viewers_failed
+    );
+    println!(
+        "| churning subscriptions/s (each whole city or one corner) | – | {:.1} | – |",
+        churn.churn_per_s()
+    );
+    println!(
+        "| values delivered/s | {:.0} | {:.0} | {:.2} |",
+        idle.delivered_per_s(),
+        churn.delivered_per_s(),
+        ratio(Phase::delivered_per_s)
+    );
+    println!(
+        "| sensor→viewer latency p50 / p99 / p99.9 | {:.2} / {:.2} / {:.2} ms | {:.2} / {:.2} / {:.2} ms | {:.2} / {:.2} / {:.2} |",
+        idle.p50_ms,
+        idle.p99_ms,
+        idle.p999_ms,
+        churn.p50_ms,
+        churn.p99_ms,
+        churn.p999_ms,
+        ratio(|p| p.p50_ms),
+        ratio(|p| p.p99_ms),
+        ratio(|p| p.p999_ms)
+    );
+    println!(
+        "| server CPU (cores) | {:.2} | {:.2} | – |",
+        idle.server_cores(),
+        churn.server_cores()
+    );
+    for (name, phase) in [("idle", idle), ("churn", churn)] {
+        if let Some(error) = phase.first_error.as_deref() {
+            println!("\n{name}: first viewer error: {error}");
+        }
+    }
 }
 
 fn report(

@@ -40,6 +40,13 @@ pub(super) trait System {
     /// Starts the sender: it publishes what [`Pacer`] hands it through
     /// `window`.
     fn spawn_sender(&self, window: Window, load: &PhaseLoad) -> JoinHandle<anyhow::Result<()>>;
+    /// Starts churning viewer `churner`: it switches between the whole
+    /// city and one corner at the phase's churn rate, counting each switch
+    /// in [`ViewerCounters::churned`], until [`PhaseLoad::stop`]. `None`
+    /// where the system has no areas to churn.
+    fn spawn_churner(&self, _churner: usize, _load: &PhaseLoad) -> Option<JoinHandle<()>> {
+        None
+    }
     /// The server's own counters, if it has any the bench reads (blocking).
     fn counters(&mut self) -> anyhow::Result<Option<PolisCounters>> {
         Ok(None)
@@ -64,6 +71,8 @@ pub(super) struct PhaseLoad {
     /// Becomes `true` when viewers should stop.
     pub(super) stop: tokio::sync::watch::Receiver<bool>,
     pub(super) hard_stop: Instant,
+    /// Area switches per second of each churning viewer.
+    pub(super) churn_hz: f64,
 }
 
 impl PhaseLoad {
@@ -83,6 +92,7 @@ impl PhaseLoad {
             window: Arc::new(std::sync::OnceLock::new()),
             stop,
             hard_stop: Instant::now() + Duration::from_secs_f64(args.seconds * 2.0 + 600.0),
+            churn_hz: args.churn_hz,
         };
         (load, stop_tx)
     }
@@ -190,6 +200,8 @@ pub(super) struct ViewerCounters {
     failed: AtomicUsize,
     /// Values received for measured readings.
     delivered: AtomicU64,
+    /// Churning viewers' area switches in the measured window.
+    pub(super) churned: AtomicU64,
     /// The first failure, for the report.
     first_error: std::sync::Mutex<Option<String>>,
 }
@@ -250,7 +262,8 @@ async fn join_load(
     }
 }
 
-/// Runs one phase against `system` on `runtime` (the load generator's).
+/// Runs one phase against `system` on `runtime` (the load generator's),
+/// with `churners` churning viewers besides the measured ones.
 pub(super) fn run_phase(
     runtime: &tokio::runtime::Runtime,
     system: &mut impl System,
@@ -258,6 +271,7 @@ pub(super) fn run_phase(
     rate: f64,
     layout: &Arc<Layout>,
     cores: Cores,
+    churners: usize,
 ) -> anyhow::Result<Phase> {
     let name = system.name();
     let (load, stop_tx) = PhaseLoad::new(args, rate, layout);
@@ -279,10 +293,13 @@ pub(super) fn run_phase(
             load.counters.failed.load(Ordering::Relaxed),
             connect_started.elapsed().as_secs_f64()
         );
+        let mut viewers = viewers;
+        viewers.extend((0..churners).filter_map(|churner| system.spawn_churner(churner, &load)));
         let window = Window::starting_now(args.seconds);
         let _ = load.window.set(window);
         let sender = system.spawn_sender(window, &load);
         tokio::time::sleep_until(window.measure_from.into()).await;
+        let churned_before = load.counters.churned.load(Ordering::Relaxed);
         let counters_before = tokio::task::block_in_place(|| system.counters())?;
         let server_before = ProcessSample::take(system.pid());
         let load_before = ProcessSample::take(Pid::current());
@@ -293,6 +310,7 @@ pub(super) fn run_phase(
         let load_after = ProcessSample::take(Pid::current());
         let machine_after = machine_busy_s();
         let counters_until = tokio::task::block_in_place(|| system.counters())?;
+        let churned = load.counters.churned.load(Ordering::Relaxed) - churned_before;
         let cores_line = cores.describe(Some(system.pid()));
         let cores = cores.json(Some(system.pid()));
         tokio::time::sleep_until(window.end.into()).await;
@@ -320,6 +338,7 @@ pub(super) fn run_phase(
             machine_cpu: (machine_after - machine_before) / seconds,
             cores,
             cores_line,
+            churned,
             ..Phase::default()
         };
         if let (Some((bytes0, packets0)), Some((bytes1, packets1))) = (lo_before, lo_after) {
@@ -373,11 +392,17 @@ pub(super) struct Phase {
     cores: serde_json::Value,
     /// The same, in words.
     pub(super) cores_line: String,
+    /// Churning viewers' area switches in the window.
+    churned: u64,
 }
 
 impl Phase {
     pub(super) fn delivered_per_s(&self) -> f64 {
         self.deliveries as f64 / self.seconds
+    }
+
+    pub(super) fn churn_per_s(&self) -> f64 {
+        self.churned as f64 / self.seconds
     }
 
     pub(super) fn bytes_per_value(&self) -> f64 {

@@ -42,10 +42,21 @@ impl Polis {
         data_dir: &Path,
     ) -> anyhow::Result<Polis> {
         let mut limits = Limits::default();
-        limits.max_connections = limits.max_connections.max(args.viewers + 16);
-        limits.max_connections_per_token = u32::try_from(args.viewers + 16).unwrap_or(u32::MAX);
+        // Room for a churn run's second phase while the first one's viewers close.
+        let connections = 2 * (args.viewers + args.churners) + 16;
+        limits.max_connections = limits.max_connections.max(connections);
+        limits.max_connections_per_token = u32::try_from(connections).unwrap_or(u32::MAX);
         limits.max_connections_per_token_per_address = limits.max_connections_per_token;
         limits.gateway_window = GATEWAY_WINDOW;
+        if let Some(items) = args.max_area_items_per_second {
+            limits.max_area_items_per_second = items;
+        }
+        if let Some(items) = args.max_area_items_per_second_per_connection {
+            limits.max_area_items_per_second_per_connection = items;
+        }
+        if let Some(items) = args.max_area_items_per_tick {
+            limits.max_area_items_per_tick = items;
+        }
         let tick_hz = args.tick_hz.unwrap_or(DEFAULT_TICK_HZ);
         let config = Config {
             listen: "127.0.0.1:0".parse()?,
@@ -106,6 +117,17 @@ impl System for Polis {
         })
     }
 
+    fn spawn_churner(&self, churner: usize, load: &PhaseLoad) -> Option<JoinHandle<()>> {
+        let options = self.options(VIEWER_TOKEN, Role::Viewer);
+        let counters = Arc::clone(&load.counters);
+        let load = load.clone();
+        Some(tokio::spawn(async move {
+            if let Err(error) = polis_churner(options, churner, load).await {
+                counters.fail(&error);
+            }
+        }))
+    }
+
     fn spawn_sender(&self, window: Window, load: &PhaseLoad) -> JoinHandle<anyhow::Result<()>> {
         let options = self.options(GATEWAY_TOKEN, Role::Gateway);
         let load = load.clone();
@@ -158,6 +180,58 @@ async fn polis_viewer(
             ServerToViewer::Error(error) => anyhow::bail!("server error: {error}"),
             _ => {}
         }
+    }
+    tokio::time::timeout(Duration::from_secs(2), session.close())
+        .await
+        .ok();
+    Ok(())
+}
+
+/// A viewer that switches between the whole city and one corner
+/// `load.churn_hz` times a second, reading (and dropping) what it is sent.
+async fn polis_churner(
+    options: ClientOptions,
+    churner: usize,
+    load: PhaseLoad,
+) -> anyhow::Result<()> {
+    let mut stop = load.stop.clone();
+    // Staggered: one address may have only 16 handshakes in progress.
+    tokio::time::sleep(Duration::from_millis(20) * u32::try_from(churner).unwrap_or(0)).await;
+    let mut session = Session::connect(&options).await?;
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / load.churn_hz));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut subscription = 0u32;
+    while Instant::now() < load.hard_stop {
+        let switch = tokio::select! {
+            message = session.recv::<ServerToViewer>() => {
+                if let ServerToViewer::Error(error) = message? {
+                    anyhow::bail!("server error to a churning viewer: {error}");
+                }
+                false
+            }
+            _ = ticker.tick() => true,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        if !switch {
+            continue;
+        }
+        subscription += 1;
+        let area = if subscription % 2 == 1 {
+            load.layout.whole_area()
+        } else {
+            load.layout.corner_area()
+        };
+        session
+            .send(&ClientToServer::Subscribe(Subscribe {
+                subscription,
+                area,
+                layers: Vec::new(),
+                at_ms: None,
+                speed: 1.0,
+                publish_interval_ms: 0,
+            }))
+            .await?;
+        load.counters.churned.fetch_add(1, Ordering::Relaxed);
     }
     tokio::time::timeout(Duration::from_secs(2), session.close())
         .await

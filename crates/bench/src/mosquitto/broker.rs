@@ -65,6 +65,16 @@ impl Broker {
         nodelay: bool,
         core: Option<usize>,
     ) -> anyhow::Result<Option<Broker>> {
+        Broker::start_with(dir, nodelay, core, "")
+    }
+
+    /// [`Broker::start`] with `extra` lines appended to the configuration.
+    pub(crate) fn start_with(
+        dir: &Path,
+        nodelay: bool,
+        core: Option<usize>,
+        extra: &str,
+    ) -> anyhow::Result<Option<Broker>> {
         let Some(binary) = find_mosquitto() else {
             return Ok(None);
         };
@@ -84,7 +94,8 @@ impl Broker {
                  log_dest stderr\n\
                  log_type error\n\
                  log_type warning\n\
-                 set_tcp_nodelay {nodelay}\n"
+                 set_tcp_nodelay {nodelay}\n\
+                 {extra}"
             ),
         )?;
         let mut supervisor = TargetProcess::spawn(

@@ -34,13 +34,6 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// at once with `FrameTooLarge`.
 const MAX_HELLO_BYTES: usize = 4 * 1024;
 
-/// Handshakes in progress above which a client whose address is not yet
-/// validated is sent a QUIC retry first (so spoofed sources hold nothing).
-const RETRY_ABOVE_HANDSHAKES: usize = 64;
-
-/// Handshakes one source address may have in progress; more are refused.
-const MAX_HANDSHAKES_PER_ADDRESS: u32 = 16;
-
 /// Takes one of the server's log lines for a warning of `kind` from
 /// `source`: `Some(suppressed)` to write it (with how many like it were left
 /// out since), `None` to leave it out.
@@ -53,6 +46,22 @@ fn log_slot(context: &Context, source: IpAddr, kind: &'static str) -> Option<u64
     match verdict {
         LogVerdict::Write { suppressed } => Some(suppressed),
         LogVerdict::Suppress => None,
+    }
+}
+
+/// How often warnings held back by the log limiter are summarised.
+const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+/// Logs how many warnings of each kind each source had held back in the
+/// minute that just ended (a burst followed by silence is counted too).
+fn log_held_back_warnings(context: &Context) {
+    let ended = context
+        .log_limiter
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take_ended(Instant::now());
+    for (source, kind, suppressed) in ended {
+        warn!(remote = %source, suppressed, "{suppressed} more like this in the last minute: {kind}");
     }
 }
 
@@ -69,7 +78,7 @@ fn screen(
         .handshakes
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if handshakes.total() >= RETRY_ABOVE_HANDSHAKES
+    if handshakes.total() >= context.limits.retry_above_handshakes
         && !incoming.remote_address_validated()
         && incoming.may_retry()
     {
@@ -81,7 +90,7 @@ fn screen(
             .connections_refused_server_full
             .fetch_add(1, Ordering::Relaxed);
         "the server has its most connections"
-    } else if !handshakes.begin(remote.ip(), MAX_HANDSHAKES_PER_ADDRESS) {
+    } else if !handshakes.begin(remote.ip(), context.limits.max_handshakes_per_address) {
         context
             .stats
             .connections_refused_handshakes_per_address
@@ -130,9 +139,15 @@ pub(super) async fn accept_loop(
     shutdown: &Notify,
 ) {
     let live = Arc::new(AtomicU64::new(0));
+    let mut summaries = tokio::time::interval(SUMMARY_EVERY);
+    summaries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => incoming,
+            _ = summaries.tick() => {
+                log_held_back_warnings(&context);
+                continue;
+            }
             () = shutdown.notified() => break,
         };
         let Some(incoming) = incoming else { break };

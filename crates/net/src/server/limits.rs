@@ -30,6 +30,12 @@ pub struct SessionLimits {
     pub max_picks_per_second: f64,
     /// Largest area a viewer may subscribe to, km².
     pub max_area_km2: f64,
+    /// Handshakes in progress (connected, not yet welcomed) above which a
+    /// client whose address is not yet validated is sent a QUIC retry
+    /// first, so that spoofed sources hold nothing.
+    pub retry_above_handshakes: usize,
+    /// Handshakes one source address may have in progress; more are refused.
+    pub max_handshakes_per_address: u32,
 }
 
 impl Default for SessionLimits {
@@ -41,6 +47,8 @@ impl Default for SessionLimits {
             max_subscriptions_per_second: 10.0,
             max_picks_per_second: 20.0,
             max_area_km2: 100.0,
+            retry_above_handshakes: 64,
+            max_handshakes_per_address: 16,
         }
     }
 }

@@ -1,37 +1,38 @@
 //! Keeping what clients say out of the operator's log unharmed: [`LogText`]
 //! escapes and shortens a client-controlled string for a text log, and
 //! [`LogLimiter`] summarises repeated warnings of one kind from one source
-//! address, so a flood of bad handshakes writes one line a minute, not one
-//! per attempt.
+//! (an address, an MQTT topic), so a flood of bad handshakes writes one line
+//! a minute, not one per attempt.
 //!
 //! No clock and no I/O: the limiter takes the time as an argument.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 /// Characters of a client-chosen name shown in a log line; longer ones are
 /// cut and end with "…".
-pub(super) const LOG_NAME_MAX_CHARS: usize = 64;
+pub const LOG_NAME_MAX_CHARS: usize = 64;
 
 /// Characters of an error detail that may echo client input shown in a log
 /// line.
-pub(super) const LOG_DETAIL_MAX_CHARS: usize = 240;
+pub const LOG_DETAIL_MAX_CHARS: usize = 240;
 
 /// A client-controlled string as it may appear in a text log: control
 /// characters (newlines, ESC, …), quotes and backslashes escaped the way
 /// Rust's `escape_debug` does, and at most `max_chars` characters of the
 /// original shown.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct LogText<'a> {
+pub struct LogText<'a> {
     text: &'a str,
     max_chars: usize,
 }
 
 impl<'a> LogText<'a> {
     /// A client-chosen name (at most [`LOG_NAME_MAX_CHARS`] shown).
-    pub(super) fn name(text: &'a str) -> Self {
+    pub fn name(text: &'a str) -> Self {
         Self {
             text,
             max_chars: LOG_NAME_MAX_CHARS,
@@ -40,7 +41,7 @@ impl<'a> LogText<'a> {
 
     /// An error detail that may echo client input (at most
     /// [`LOG_DETAIL_MAX_CHARS`] shown).
-    pub(super) fn detail(text: &'a str) -> Self {
+    pub fn detail(text: &'a str) -> Self {
         Self {
             text,
             max_chars: LOG_DETAIL_MAX_CHARS,
@@ -64,7 +65,7 @@ impl fmt::Display for LogText<'_> {
 /// Whether to write a warning now, and how many of its kind from the same
 /// source were left out since the last one written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum LogVerdict {
+pub enum LogVerdict {
     /// Write it; `suppressed` earlier ones were not written.
     Write {
         /// Warnings of this kind from this source left out since the last
@@ -84,23 +85,44 @@ struct Window {
     suppressed: u64,
 }
 
-/// Lets through one warning of each kind per source address per
-/// `interval`, counting the ones it holds back.
-///
-/// It remembers at most `max_sources` (source, kind) pairs; beyond that,
-/// further sources share one entry (the unspecified address), so a flood from
-/// many addresses is summarised too and memory stays bounded.
-#[derive(Debug)]
-pub(super) struct LogLimiter {
-    interval: Duration,
-    max_sources: usize,
-    windows: HashMap<(IpAddr, &'static str), Window>,
+/// What a [`LogLimiter`] tells warnings apart by, besides their kind: a
+/// source address, an MQTT topic.
+pub trait LogSource: Hash + Eq + Clone {
+    /// The one entry every source beyond the limiter's bound shares.
+    fn shared() -> Self;
 }
 
-impl LogLimiter {
+impl LogSource for IpAddr {
+    /// The unspecified address.
+    fn shared() -> Self {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    }
+}
+
+impl LogSource for String {
+    /// The empty string.
+    fn shared() -> Self {
+        String::new()
+    }
+}
+
+/// Lets through one warning of each kind per source per `interval`,
+/// counting the ones it holds back.
+///
+/// It remembers at most `max_sources` (source, kind) pairs; beyond that,
+/// further sources share one entry ([`LogSource::shared`]), so a flood from
+/// many addresses (or topics) is summarised too and memory stays bounded.
+#[derive(Debug)]
+pub struct LogLimiter<S: LogSource = IpAddr> {
+    interval: Duration,
+    max_sources: usize,
+    windows: HashMap<(S, &'static str), Window>,
+}
+
+impl<S: LogSource> LogLimiter<S> {
     /// A limiter writing one warning per (source, kind) per `interval`,
     /// remembering at most `max_sources` of them.
-    pub(super) fn new(interval: Duration, max_sources: usize) -> Self {
+    pub fn new(interval: Duration, max_sources: usize) -> Self {
         Self {
             interval,
             max_sources: max_sources.max(1),
@@ -109,7 +131,7 @@ impl LogLimiter {
     }
 
     /// Whether a warning of `kind` from `source` at `now` is written.
-    pub(super) fn check(&mut self, source: IpAddr, kind: &'static str, now: Instant) -> LogVerdict {
+    pub fn check(&mut self, source: S, kind: &'static str, now: Instant) -> LogVerdict {
         let mut key = (source, kind);
         if !self.windows.contains_key(&key) && self.windows.len() >= self.max_sources {
             let interval = self.interval;
@@ -117,7 +139,7 @@ impl LogLimiter {
                 now.saturating_duration_since(window.written_at) < interval || window.suppressed > 0
             });
             if self.windows.len() >= self.max_sources {
-                key = (IpAddr::V4(Ipv4Addr::UNSPECIFIED), kind);
+                key = (S::shared(), kind);
             }
         }
         match self.windows.get_mut(&key) {
@@ -144,6 +166,26 @@ impl LogLimiter {
                 LogVerdict::Write { suppressed: 0 }
             }
         }
+    }
+
+    /// Warnings held back in windows that have ended, each as (source,
+    /// kind, how many), reported once and forgotten: whoever owns the
+    /// limiter logs them, so that a burst followed by silence is still
+    /// counted in the log. The next warning from such a source is written
+    /// at once.
+    pub fn take_ended(&mut self, now: Instant) -> Vec<(S, &'static str, u64)> {
+        let interval = self.interval;
+        let mut ended = Vec::new();
+        self.windows.retain(|(source, kind), window| {
+            if now.saturating_duration_since(window.written_at) < interval {
+                return true;
+            }
+            if window.suppressed > 0 {
+                ended.push((source.clone(), *kind, window.suppressed));
+            }
+            false
+        });
+        ended
     }
 
     /// (source, kind) pairs remembered.
@@ -285,5 +327,40 @@ mod tests {
             LogVerdict::Write { suppressed: 0 }
         );
         assert!(limiter.remembered() <= 4, "{}", limiter.remembered());
+    }
+
+    #[test]
+    fn warnings_held_back_are_reported_once_their_window_ends() {
+        let start = Instant::now();
+        let source = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+        let mut limiter: LogLimiter = LogLimiter::new(Duration::from_secs(60), 16);
+        assert_eq!(
+            limiter.check(source, "bad hello", start),
+            LogVerdict::Write { suppressed: 0 }
+        );
+        for _ in 0..39 {
+            assert_eq!(
+                limiter.check(source, "bad hello", start),
+                LogVerdict::Suppress
+            );
+        }
+        assert!(
+            limiter
+                .take_ended(start + Duration::from_secs(59))
+                .is_empty()
+        );
+        let ended = limiter.take_ended(start + Duration::from_secs(61));
+        assert_eq!(ended, [(source, "bad hello", 39)]);
+        assert!(
+            limiter
+                .take_ended(start + Duration::from_secs(62))
+                .is_empty(),
+            "once"
+        );
+        assert_eq!(
+            limiter.check(source, "bad hello", start + Duration::from_secs(63)),
+            LogVerdict::Write { suppressed: 0 },
+            "counted already: the next one is written at once"
+        );
     }
 }

@@ -42,6 +42,9 @@ mod pacing;
 mod viewer_session;
 
 pub use limits::SessionLimits;
+pub use log_text::{
+    LOG_DETAIL_MAX_CHARS, LOG_NAME_MAX_CHARS, LogLimiter, LogSource, LogText, LogVerdict,
+};
 
 /// A connection with no traffic for this long is closed (keep-alives at a third).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -83,6 +86,8 @@ pub enum NetEvent {
         access: Access,
         /// The token's name, for the audit log.
         name: String,
+        /// A resident's own sensors (ids); empty for other roles.
+        own_sensors: Arc<[String]>,
         /// Its coalescing outbox.
         mailbox: SharedMailbox,
     },
@@ -148,13 +153,12 @@ pub struct NetServerConfig {
 
 /// Answers viewers' [`HistoryRequest`]s; runs on a blocking thread.
 pub trait HistoryService: Send + Sync + 'static {
-    /// The recorded values `request` asks for, or why not, for a viewer with
-    /// `access` known as `name`.
+    /// The recorded values `request` asks for, or why not, for a viewer
+    /// holding `grant`.
     fn query(
         &self,
         viewer: u64,
-        access: Access,
-        name: &str,
+        grant: &Grant,
         request: &HistoryRequest,
     ) -> Result<HistoryReply, ProtocolError>;
 }
@@ -168,6 +172,9 @@ pub struct Grant {
     pub name: String,
     /// Sensor-id prefixes a gateway may write; `None` for all.
     pub scope: Option<Arc<[String]>>,
+    /// A resident's own sensors (ids), whose raw data it may see; empty for
+    /// every other role.
+    pub own_sensors: Arc<[String]>,
 }
 
 /// Looks up tokens.
@@ -239,6 +246,52 @@ pub struct NetServer {
     stats: Arc<NetStats>,
     shutdown: Arc<Notify>,
     thread: Option<std::thread::JoinHandle<()>>,
+    port: IngestPort,
+}
+
+/// Another way in for readings (an MQTT source): the same bounded channel
+/// into the twin that the QUIC gateways use, the same wake-up, connection
+/// ids from the same counter, and the same closing signal.
+#[derive(Clone)]
+pub struct IngestPort {
+    events: mpsc::Sender<NetEvent>,
+    wake: Arc<std::sync::OnceLock<std::thread::Thread>>,
+    next_connection: Arc<AtomicU64>,
+    closing: tokio::sync::watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for IngestPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestPort").finish_non_exhaustive()
+    }
+}
+
+impl IngestPort {
+    /// A connection id of its own, never one a QUIC connection has or will
+    /// have (they come from the same counter).
+    pub fn connection_id(&self) -> u64 {
+        self.next_connection
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Queues `event` for the twin, waiting while the channel is full (so a
+    /// busy twin slows the source down), and wakes the twin; false once the
+    /// twin takes no events.
+    pub async fn send(&self, event: NetEvent) -> bool {
+        if self.events.send(event).await.is_err() {
+            return false;
+        }
+        if let Some(thread) = self.wake.get() {
+            thread.unpark();
+        }
+        true
+    }
+
+    /// Becomes true when the server begins to close: sources stop reading
+    /// new messages (acknowledgements already due are still delivered).
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.clone()
+    }
 }
 
 impl std::fmt::Debug for NetServer {
@@ -267,7 +320,7 @@ struct Context {
     gateway_window: usize,
     viewer_frame_bytes: usize,
     stats: Arc<NetStats>,
-    next_connection: AtomicU64,
+    next_connection: Arc<AtomicU64>,
 }
 
 impl Context {
@@ -309,6 +362,13 @@ impl NetServer {
         let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
         let stats = Arc::new(NetStats::default());
         let shutdown = Arc::new(Notify::new());
+        let next_connection = Arc::new(AtomicU64::new(1));
+        let port = IngestPort {
+            events: events_tx.clone(),
+            wake: Arc::clone(&wake),
+            next_connection: Arc::clone(&next_connection),
+            closing: closing_rx.clone(),
+        };
         let context = Arc::new(Context {
             events: events_tx,
             wake: Arc::clone(&wake),
@@ -323,7 +383,7 @@ impl NetServer {
             gateway_window: config.gateway_window.max(1),
             viewer_frame_bytes: config.viewer_frame_bytes.clamp(4096, MAX_FRAME_BYTES),
             stats: Arc::clone(&stats),
-            next_connection: AtomicU64::new(1),
+            next_connection,
         });
         let (bound_tx, bound_rx) = std::sync::mpsc::sync_channel(1);
         let listen = config.listen;
@@ -391,7 +451,14 @@ impl NetServer {
             stats,
             shutdown,
             thread: Some(thread),
+            port,
         })
+    }
+
+    /// A port for another source of readings into the twin (see
+    /// [`IngestPort`]).
+    pub fn ingest_port(&self) -> IngestPort {
+        self.port.clone()
     }
 
     /// The bound UDP address.

@@ -17,6 +17,11 @@ use super::limits::TokenBucket;
 use super::pacing::{Next, Pacer};
 use super::{Context, Grant, NetEvent};
 use crate::framing::{FrameReader, FrameWriter};
+
+/// About how many bytes of frames one pass of a viewer's writer takes from
+/// its mailbox: a viewer whose area just became the whole city is encoded a
+/// slice at a time, between other connections' work, rather than in one go.
+const DRAIN_BYTES_PER_PASS: usize = 512 * 1024;
 use crate::woken::poll_when_woken;
 
 /// Serves a viewer until its stream ends, it breaks the protocol, or the
@@ -37,6 +42,7 @@ pub(super) async fn serve_viewer(
         viewer,
         access: grant.access,
         name: grant.name.clone(),
+        own_sensors: Arc::clone(&grant.own_sensors),
         mailbox: mailbox.clone(),
     };
     if !context.send_event(connected).await {
@@ -177,7 +183,7 @@ pub(super) async fn serve_viewer(
                 pacer.woken();
                 continue;
             }
-            let frames = mailbox.drain_frames(frame_bytes);
+            let frames = mailbox.drain_frames_up_to(frame_bytes, DRAIN_BYTES_PER_PASS);
             pacer.drained(Instant::now(), !frames.is_empty());
             if frames.is_empty() {
                 continue;
@@ -224,9 +230,8 @@ async fn answer_history(
             detail: "this server keeps no history".into(),
         });
     };
-    let (access, name) = (grant.access, grant.name.clone());
-    let answer =
-        tokio::task::spawn_blocking(move || service.query(viewer, access, &name, &request)).await;
+    let grant = grant.clone();
+    let answer = tokio::task::spawn_blocking(move || service.query(viewer, &grant, &request)).await;
     match answer {
         Ok(Ok(reply)) => ServerToViewer::History(reply),
         Ok(Err(error)) => ServerToViewer::Error(error),
