@@ -1,6 +1,6 @@
-//! Privacy over real QUIC: a public viewer whose area holds one house never
-//! receives that house's raw value or anything it can be recovered from;
-//! planners and operators get what their roles allow; the same for history
+//! Privacy over real QUIC: a public viewer or a planner whose area holds one
+//! house never receives that house's raw value or anything it can be
+//! recovered from; operators get it raw; the same for history
 //! and time travel; operators' access is audited.
 
 use std::time::Duration;
@@ -38,15 +38,19 @@ async fn each_role_sees_personal_data_only_as_allowed() {
     operator
         .until(WAIT, |v| v.values.get(HOUSE) == Some(&(3_000, 5.75)))
         .await;
-    // The planner sees the building's aggregate (its one meter), not the meter.
-    planner
-        .until(WAIT, |v| {
-            v.values
-                .iter()
-                .any(|(id, value)| id.starts_with("agg-building-") && *value == (3_000, 5.75))
-        })
-        .await;
-    assert!(!planner.ever_seen.iter().any(|id| id == HOUSE));
+    // The planner sees neither the meter nor an aggregate of it: its
+    // building has one home, fewer than privacy.k_planner (3), and so has
+    // its block and its district.
+    assert!(
+        planner.ever_seen.iter().all(|id| id != HOUSE),
+        "{:?}",
+        planner.ever_seen
+    );
+    assert!(
+        planner.values.values().all(|(_, v)| !raw.contains(v)),
+        "{:?}",
+        planner.values
+    );
     // The public saw neither the house nor any aggregate of fewer than k homes.
     assert!(
         public
@@ -127,5 +131,85 @@ async fn each_role_sees_personal_data_only_as_allowed() {
     assert!(
         entries.iter().all(|e| e["who"] == "control-room"),
         "only the operator touched raw personal data: {entries:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resident_sees_its_own_home_raw_and_nobody_elses() {
+    let server = TestServer::start();
+    let town = area([-400.0, -35.0], [400.0, 50.0]);
+    let mut resident = server.viewer_with(RESIDENT_TOKEN, town, vec![]).await;
+    let mut gateway = server.gateway().await;
+    gateway
+        .push(vec![
+            reading(HOUSE, 1_000, 3.25),
+            reading("meter-b-east-1", 1_000, 7.5),
+            reading("air-west", 1_000, 10.0),
+        ])
+        .await;
+    resident
+        .until(WAIT, |v| {
+            v.values.get(HOUSE) == Some(&(1_000, 3.25))
+                && v.values.get("air-west") == Some(&(1_000, 10.0))
+        })
+        .await;
+    // The neighbour's household meter stays hidden, raw or otherwise.
+    assert!(
+        resident.ever_seen.iter().all(|id| id != "meter-b-east-1"),
+        "{:?}",
+        resident.ever_seen
+    );
+    assert!(resident.values.values().all(|(_, v)| *v != 7.5));
+    // Its own history, and not the neighbour's.
+    let handle_of = |viewer: &Viewer, id: &str| {
+        viewer
+            .ids
+            .iter()
+            .find(|(_, i)| i.as_str() == id)
+            .map(|(h, _)| *h)
+    };
+    let own = handle_of(&resident, HOUSE).expect("own meter in view");
+    let request = |sensor| HistoryRequest {
+        request: 1,
+        sensor,
+        from_ms: 0,
+        to_ms: 10_000,
+        every_ms: 0,
+        aggregation: Aggregation::Raw,
+    };
+    resident
+        .session
+        .send(&ClientToServer::History(request(own)))
+        .await
+        .expect("sent");
+    resident.until(WAIT, |v| !v.history.is_empty()).await;
+    let values: Vec<f64> = resident.history[0].points.iter().map(|p| p.value).collect();
+    assert_eq!(values, [3.25]);
+    // The neighbour's handle, as an operator sees it.
+    let operator = server.viewer_with(VIEWER_TOKEN, town, vec![]).await;
+    let mut operator = operator;
+    operator
+        .until(WAIT, |v| v.ids.values().any(|i| i == "meter-b-east-1"))
+        .await;
+    let neighbour =
+        handle_of(&operator, "meter-b-east-1").expect("neighbour in the operator's view");
+    resident
+        .session
+        .send(&ClientToServer::History(request(neighbour)))
+        .await
+        .expect("sent");
+    // Frames may come first; the answer is an error, and the session stays.
+    let refused = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Err(error) = resident.step().await {
+                break error;
+            }
+        }
+    })
+    .await
+    .expect("answer");
+    assert!(
+        matches!(&refused, ClientError::Server(e) if e.code == ErrorCode::InvalidRequest),
+        "{refused:?}"
     );
 }

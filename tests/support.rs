@@ -13,6 +13,8 @@ use polis_protocol::{
 use polis_scene::Scene;
 use polis_server::{Config, RunningServer, TokenEntry};
 
+pub mod mosquitto;
+
 /// Token granting the gateway role in test servers.
 pub const GATEWAY_TOKEN: &str = "gateway-token-for-tests";
 /// Token granting the operator (raw personal data) viewer role in test servers.
@@ -21,6 +23,8 @@ pub const VIEWER_TOKEN: &str = "viewer-token-for-tests";
 pub const PLANNER_TOKEN: &str = "planner-token-for-tests";
 /// Token granting the public viewer role in test servers.
 pub const PUBLIC_TOKEN: &str = "public-token-for-tests";
+/// Token of the household of `meter-b-west-1` (role resident) in test servers.
+pub const RESIDENT_TOKEN: &str = "resident-token-for-tests";
 
 /// The tiny scene's sensors in its western cluster, sorted by id.
 pub const WEST: [&str; 5] = [
@@ -75,6 +79,10 @@ impl TestServer {
                 TokenEntry::with_secret(Access::Planner, Some("planning-office"), PLANNER_TOKEN),
                 TokenEntry::with_secret(Access::Public, Some("open-data-portal"), PUBLIC_TOKEN),
                 TokenEntry::with_secret(Access::Operator, Some("control-room"), VIEWER_TOKEN),
+                TokenEntry {
+                    sensors: vec!["meter-b-west-1".into()],
+                    ..TokenEntry::with_secret(Access::Resident, Some("west-house"), RESIDENT_TOKEN)
+                },
             ],
             ..Config::default()
         };

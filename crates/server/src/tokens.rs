@@ -57,6 +57,11 @@ impl TokenTable {
                         access: entry.role,
                         name,
                         scope,
+                        own_sensors: if entry.role == Access::Resident {
+                            Arc::from(entry.sensors.clone())
+                        } else {
+                            Arc::from(Vec::<String>::new())
+                        },
                     },
                 ))
             })

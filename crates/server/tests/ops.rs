@@ -356,3 +356,65 @@ fn succeeded(output: std::io::Result<std::process::Output>) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[test]
+fn audit_reads_the_log_filtered_and_reports_torn_lines() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = [
+        r#"{"time":"2026-12-03T10:00:00Z","who":"control-room","what":"subscribe","sensors":["meter-1","meter-2"]}"#,
+        r#"{"time":"2026-12-03T11:00:00Z","who":"night-shift","what":"history","sensors":["meter-2"],"from":"2026-12-01T00:00:00Z","to":"2026-12-02T00:00:00Z"}"#,
+        r#"{"time":"2026-12-03T12:00:00Z","who":"control-room","what":"time_travel","sensors":["meter-3"],"at":"2026-11-30T08:00:00Z"}"#,
+    ];
+    std::fs::write(dir.path().join("audit.log"), log.join("\n") + "\n").expect("log written");
+    let audit = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_polis"))
+            .arg("audit")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .expect("polis runs")
+    };
+    // Who saw meter-2: both entries naming it, as written.
+    let out = audit(&["--sensor", "meter-2", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<&str> = std::str::from_utf8(&out.stdout)
+        .expect("UTF-8")
+        .lines()
+        .collect();
+    assert_eq!(lines, [log[0], log[1]]);
+    // By who and time (half-open), as a table.
+    let out = audit(&[
+        "--who",
+        "control-room",
+        "--since",
+        "2026-12-03T10:30:00Z",
+        "--until",
+        "2026-12-03T12:00:01Z",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(table.lines().count(), 2, "{table}");
+    assert!(
+        table.contains("time_travel") && table.contains("at 2026-11-30T08:00:00Z"),
+        "{table}"
+    );
+    // A torn last line (a crash mid-write) is reported, the rest still read.
+    let mut torn = log.join("\n") + "\n";
+    torn.push_str(r#"{"time":"2026-12-03T13:00:00Z","who":"contr"#);
+    std::fs::write(dir.path().join("audit.log"), torn).expect("log written");
+    let out = audit(&["--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 4"), "{stderr}");
+    // No log at all: a clear error.
+    let empty = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args(["audit", "--data-dir"])
+        .arg(empty.path())
+        .output()
+        .expect("polis runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the audit log"));
+}

@@ -593,6 +593,12 @@ impl SensorTable {
         Some((self.members.get(index), *self.rules.get(index)?))
     }
 
+    /// The personal sensors aggregate `handle` sums or averages; `None` for
+    /// scene sensors.
+    pub fn aggregate_members(&self, handle: u32) -> Option<&[u32]> {
+        self.aggregate(handle).map(|(members, _)| members)
+    }
+
     /// Sensor `handle` as sent to viewers, with its latest value unless
     /// `with_value` is false (a time-travelling viewer's values come from
     /// history).

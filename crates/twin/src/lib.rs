@@ -15,6 +15,7 @@
 //! ([`ViewerState`]).
 
 mod apply;
+mod budget;
 mod city;
 mod components;
 mod index;
@@ -28,10 +29,11 @@ use bevy::prelude::*;
 use polis_scene::Scene;
 
 pub use apply::{DeviceTimeLimit, IngestCounters, classify_reading};
+pub use budget::{InterestBudget, TwinClock};
 pub use city::{AssetTable, CityTooLarge, SensorTable};
 pub use components::{Audience, StoredReading, Travel, ViewerState};
 pub use index::{IndexedItem, ItemRef, SpatialIndex};
-pub use interest::ViewerBacklog;
+pub use interest::{InterestPending, ViewerBacklog};
 pub use messages::{
     BatchApplied, BatchTicket, IncomingBatch, PersonalDataShown, PlaybackCommand,
     PlaybackRequested, RecordedReading, ViewerConnected, ViewerDisconnected, ViewerId,
@@ -39,7 +41,7 @@ pub use messages::{
 };
 pub use pick::{
     DEFAULT_PICKS_PER_TICK, PendingPicks, PickBudget, PickPlugin, PickRequested, PickResponder,
-    PickSystems, asset_collider,
+    PickShapes, PickSystems, asset_collider,
 };
 pub use privacy::PrivacyOptions;
 pub use spawn::TwinInfo;
@@ -130,6 +132,10 @@ impl Plugin for TwinPlugin {
             .init_resource::<interest::Watchers>()
             .init_resource::<interest::ViewerDirectory>()
             .init_resource::<ViewerBacklog>()
+            .init_resource::<InterestBudget>()
+            .init_resource::<TwinClock>()
+            .init_resource::<interest::InterestQueue>()
+            .init_resource::<InterestPending>()
             .add_message::<PersonalDataShown>()
             .add_message::<IncomingBatch>()
             .add_message::<BatchApplied>()
@@ -152,8 +158,9 @@ impl Plugin for TwinPlugin {
                 Update,
                 (
                     interest::connect_viewers,
-                    interest::update_interest,
+                    interest::queue_subscriptions,
                     interest::disconnect_viewers,
+                    interest::work_on_interest,
                 )
                     .chain()
                     .in_set(TwinSystems::Interest),

@@ -1,16 +1,34 @@
 //! Privacy: aggregate sensors that stand in for personal ones.
 //!
 //! Readings of `personal` sensors (a household's meter) are shown raw only to
-//! operators. For every personal sensor the twin also keeps:
+//! operators. Every other role sees them only summed (power, flow) or
+//! averaged over groups of at least its role's `k` households:
 //!
-//! - a **building aggregate** per building and quantity, for planners;
-//! - a **public aggregate** over at least `k` personal sensors of the same
-//!   quantity: its building if the building has `k`, else its block (a
-//!   `block_m` grid cell), else its district (a `district_m` cell), else
-//!   none. The public groups partition the personal sensors — each is in at
-//!   most one — so no two published aggregates can be subtracted to isolate
-//!   a household, and an aggregate has a value only while at least `k` of
-//!   its members have one.
+//! - **planners**: groups of at least `k_planner` (default 3) personal
+//!   sensors of one quantity — a building if it has that many, else its
+//!   block (a `block_m` grid cell), else its district (a `district_m` cell),
+//!   else none;
+//! - **the public**: groups of at least `k` (default 5), each the union of
+//!   *whole* planner groups — a building's, else those of a block, else of
+//!   a district, else none.
+//!
+//! Why nothing smaller can be computed from what is shown. Within a role the
+//! groups partition the households, so no two of its aggregates overlap and
+//! subtracting them isolates nothing. Across roles (someone holding both a
+//! planner token and the public view), every public group is a union of
+//! planner groups, so a public value minus any planner values inside it is
+//! itself a sum over whole planner groups, each of at least `k_planner`
+//! households. Households in no planner group (too few even in their
+//! district) are in no public group either, so nothing public includes a
+//! household a planner group leaves out.
+//!
+//! Why membership changes reveal nobody. An aggregate's membership is fixed
+//! (all of its group) and it has a value only once every member has
+//! reported: it never moves from n to n + 1 contributors, which would
+//! reveal the newcomer's value as the difference. A member that goes silent
+//! keeps its latest reading in the aggregate (the twin keeps latest
+//! readings), so going silent or coming back changes nothing but that
+//! member's own reading, like any new reading.
 //!
 //! Aggregates are sensors like the others (handles after the scene's), with
 //! an [`Audience`] that keeps each kind of viewer to its own.
@@ -28,6 +46,8 @@ use crate::index::IndexedItem;
 pub struct PrivacyOptions {
     /// Fewest personal sensors behind a public aggregate.
     pub k: usize,
+    /// Fewest personal sensors behind a planner's aggregate (at most `k`).
+    pub k_planner: usize,
     /// Side of a block cell, metres.
     pub block_m: f64,
     /// Side of a district cell, metres.
@@ -38,6 +58,7 @@ impl Default for PrivacyOptions {
     fn default() -> Self {
         Self {
             k: 5,
+            k_planner: 3,
             block_m: 100.0,
             district_m: 500.0,
         }
@@ -72,7 +93,6 @@ pub(crate) struct GroupSpec {
     pub(crate) id: String,
     pub(crate) members: Vec<u32>,
     pub(crate) audience: Audience,
-    pub(crate) min_members: u32,
     pub(crate) asset: Option<u32>,
 }
 
@@ -83,86 +103,125 @@ fn cell(position: Vec3, side_m: f64) -> (i64, i64) {
     )
 }
 
-/// The building and public groups of the personal sensors among `sensors`
-/// (the scene's, before any aggregate is added).
+/// A set of personal sensors grouped together, and where it stands: its
+/// building, or (for groups made of several buildings' meters) a
+/// representative position.
+#[derive(Debug, Clone)]
+struct Unit {
+    members: Vec<u32>,
+    building: Option<u32>,
+    at: Vec3,
+}
+
+/// A group formed at one level of the hierarchy.
+struct Formed {
+    level: &'static str,
+    key: String,
+    unit: Unit,
+}
+
+/// Merges `units` into groups of at least `k` members: all units of one
+/// building, else of one block cell, else of one district cell. Units are
+/// never split, so each group is a union of whole units; units left in a
+/// district with fewer than `k` members form no group.
+fn merge_units(units: Vec<Unit>, k: usize, options: &PrivacyOptions) -> Vec<Formed> {
+    let mut formed = Vec::new();
+    let mut buildings: BTreeMap<u32, Vec<Unit>> = BTreeMap::new();
+    let mut left = Vec::new();
+    for unit in units {
+        match unit.building {
+            Some(asset) => buildings.entry(asset).or_default().push(unit),
+            None => left.push(unit),
+        }
+    }
+    for (asset, units) in buildings {
+        let merged = merge(units);
+        if merged.members.len() >= k {
+            formed.push(Formed {
+                level: "building",
+                key: asset.to_string(),
+                unit: merged,
+            });
+        } else {
+            left.push(merged);
+        }
+    }
+    for (level, side_m) in [("block", options.block_m), ("district", options.district_m)] {
+        let mut cells: BTreeMap<(i64, i64), Vec<Unit>> = BTreeMap::new();
+        for unit in left.drain(..) {
+            cells.entry(cell(unit.at, side_m)).or_default().push(unit);
+        }
+        for ((x, y), units) in cells {
+            let members: usize = units.iter().map(|u| u.members.len()).sum();
+            if members >= k {
+                let mut merged = merge(units);
+                merged.building = None;
+                formed.push(Formed {
+                    level,
+                    key: format!("{x}_{y}"),
+                    unit: merged,
+                });
+            } else {
+                left.extend(units);
+            }
+        }
+    }
+    // What is left is in groups smaller than `k` even at district level.
+    formed
+}
+
+/// One unit of several, standing where the first stands.
+fn merge(units: Vec<Unit>) -> Unit {
+    let at = units.first().map_or(Vec3::ZERO, |u| u.at);
+    let building = units.first().and_then(|u| u.building);
+    let mut members: Vec<u32> = units.into_iter().flat_map(|u| u.members).collect();
+    members.sort_unstable();
+    Unit {
+        members,
+        building,
+        at,
+    }
+}
+
+/// The planner and public groups of the personal sensors among `sensors`
+/// (the scene's, before any aggregate is added); see the module's
+/// documentation for why they nest.
 pub(crate) fn plan_groups(sensors: &SensorTable, options: &PrivacyOptions) -> Vec<GroupSpec> {
-    let mut groups = Vec::new();
-    // Planners: one aggregate per building and quantity, whatever its size.
-    let mut by_building: BTreeMap<(u32, &str), Vec<u32>> = BTreeMap::new();
-    let mut unassigned: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    let k = options.k.max(2);
+    let k_planner = options.k_planner.clamp(2, k);
+    let mut by_quantity: BTreeMap<&str, Vec<Unit>> = BTreeMap::new();
     let personal = (0u32..)
         .take(sensors.len())
         .filter(|&h| sensors.personal(h) == Some(true));
     for handle in personal {
         let quantity = sensors.quantity(handle).unwrap_or_default();
-        if let Some(asset) = sensors.asset(handle) {
-            by_building
-                .entry((asset, quantity))
-                .or_default()
-                .push(handle);
-        }
-        unassigned.entry(quantity).or_default().push(handle);
-    }
-    for ((asset, quantity), members) in &by_building {
-        groups.push(GroupSpec {
-            id: format!("agg-building-{asset}-{quantity}"),
-            members: members.clone(),
-            audience: Audience::PLANNERS,
-            min_members: 1,
-            asset: Some(*asset),
+        by_quantity.entry(quantity).or_default().push(Unit {
+            members: vec![handle],
+            building: sensors.asset(handle),
+            at: sensors.position_enu_m(handle).unwrap_or_default(),
         });
     }
-    // Public: building, else block, else district, until k is reached.
-    let k = options.k.max(1);
-    let min_members = u32::try_from(k).unwrap_or(u32::MAX);
-    for (quantity, mut remaining) in unassigned {
-        let mut buildings: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-        let mut homeless = Vec::new();
-        for sensor in remaining.drain(..) {
-            match sensors.asset(sensor) {
-                Some(asset) => buildings.entry(asset).or_default().push(sensor),
-                None => homeless.push(sensor),
-            }
+    let mut groups = Vec::new();
+    for (quantity, households) in by_quantity {
+        let planner = merge_units(households, k_planner, options);
+        let planner_units: Vec<Unit> = planner.iter().map(|f| f.unit.clone()).collect();
+        for Formed { level, key, unit } in planner {
+            // Planners' building aggregates keep the ids they always had.
+            groups.push(GroupSpec {
+                id: format!("agg-{level}-{key}-{quantity}"),
+                asset: unit.building,
+                members: unit.members,
+                audience: Audience::PLANNERS,
+            });
         }
-        let mut left = homeless;
-        for (asset, members) in buildings {
-            if members.len() >= k {
-                groups.push(GroupSpec {
-                    id: format!("agg-public-building-{asset}-{quantity}"),
-                    members,
-                    audience: Audience::PUBLIC,
-                    min_members,
-                    asset: Some(asset),
-                });
-            } else {
-                left.extend(members);
-            }
+        for Formed { level, key, unit } in merge_units(planner_units, k, options) {
+            groups.push(GroupSpec {
+                id: format!("agg-public-{level}-{key}-{quantity}"),
+                asset: unit.building,
+                members: unit.members,
+                audience: Audience::PUBLIC,
+            });
         }
-        for (level, side_m) in [("block", options.block_m), ("district", options.district_m)] {
-            let mut cells: BTreeMap<(i64, i64), Vec<u32>> = BTreeMap::new();
-            for sensor in left.drain(..) {
-                let position = sensors.position_enu_m(sensor).unwrap_or_default();
-                cells
-                    .entry(cell(position, side_m))
-                    .or_default()
-                    .push(sensor);
-            }
-            for ((x, y), members) in cells {
-                if members.len() >= k {
-                    groups.push(GroupSpec {
-                        id: format!("agg-public-{level}-{x}_{y}-{quantity}"),
-                        members,
-                        audience: Audience::PUBLIC,
-                        min_members,
-                        asset: None,
-                    });
-                } else {
-                    left.extend(members);
-                }
-            }
-        }
-        // Whatever is left is in groups smaller than k even at district
-        // level: the public sees nothing of it.
     }
     groups
 }
@@ -205,7 +264,8 @@ pub(crate) fn add_groups(
             audience: group.audience,
             rule: AggregateRule {
                 additive,
-                min_members: group.min_members,
+                // Fixed membership: a value only once every member has one.
+                min_members: u32::try_from(group.members.len()).unwrap_or(u32::MAX),
             },
         })?
         else {

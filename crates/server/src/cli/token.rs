@@ -13,10 +13,13 @@ pub(crate) enum RoleArg {
     Gateway,
     /// View raw personal data (audited).
     Operator,
-    /// View personal data as building aggregates.
+    /// View personal data as aggregates over at least k_planner homes.
     Planner,
-    /// View personal data only as aggregates over at least k sensors.
+    /// View personal data only as aggregates over at least k homes.
     Public,
+    /// A household: what the public sees, and its own home's sensors raw
+    /// (`--sensors`).
+    Resident,
 }
 
 impl RoleArg {
@@ -26,6 +29,7 @@ impl RoleArg {
             RoleArg::Operator => "operator",
             RoleArg::Planner => "planner",
             RoleArg::Public => "public",
+            RoleArg::Resident => "resident",
         }
     }
 }
@@ -42,6 +46,10 @@ pub(crate) enum TokenCommand {
         /// comma-separate); all sensors when absent.
         #[arg(long, value_delimiter = ',')]
         scope: Vec<String>,
+        /// For residents: the ids of the home's sensors (repeat or
+        /// comma-separate); required for residents only.
+        #[arg(long, value_delimiter = ',')]
+        sensors: Vec<String>,
         /// A name for logs and the audit log.
         #[arg(long)]
         name: Option<String>,
@@ -53,9 +61,19 @@ fn toml_string(text: &str) -> String {
 }
 
 pub(crate) fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
-    let TokenCommand::New { role, scope, name } = command;
+    let TokenCommand::New {
+        role,
+        scope,
+        sensors,
+        name,
+    } = command;
     if !scope.is_empty() && !matches!(role, RoleArg::Gateway) {
         anyhow::bail!("--scope applies to gateway tokens only");
+    }
+    match (matches!(role, RoleArg::Resident), sensors.is_empty()) {
+        (true, true) => anyhow::bail!("a resident token needs --sensors (the home's sensor ids)"),
+        (false, false) => anyhow::bail!("--sensors applies to resident tokens only"),
+        _ => {}
     }
     let token = new_token();
     println!("token: {token}");
@@ -70,6 +88,10 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
     if !scope.is_empty() {
         let list: Vec<String> = scope.iter().map(|s| toml_string(s)).collect();
         println!("scope_prefixes = [{}]", list.join(", "));
+    }
+    if !sensors.is_empty() {
+        let list: Vec<String> = sensors.iter().map(|s| toml_string(s)).collect();
+        println!("sensors = [{}]", list.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }

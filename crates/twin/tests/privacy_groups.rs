@@ -1,0 +1,306 @@
+//! Privacy for every role: the groups behind planners' and the public's
+//! aggregates hold at least their role's k households, nest so that no one
+//! holding both views can subtract one from the other to single out fewer,
+//! and an aggregate's value never changes membership.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bevy::prelude::*;
+use polis_protocol::*;
+use polis_scene::Scene;
+use polis_twin::*;
+
+const K_PLANNER: usize = 3;
+const K: usize = 5;
+
+/// Buildings with 1, 2, 3 (k_planner), 4 (k − 1) and 5 (k) household
+/// meters, and one lone house far away:
+/// - block A (x 0..100): `b1` (1 meter) and `b2` (2);
+/// - block B (x 200..300): `b3` (3) and `b4` (4);
+/// - block C (x 400..500): `b5` (5);
+/// - `b6` (1 meter) 5 km east, alone in its district.
+///
+/// Each meter's raw value is a distinct power of two (in kW), so no sum of
+/// other meters equals it.
+fn scene() -> Scene {
+    let buildings = [
+        ("b1", 10.0, 1),
+        ("b2", 60.0, 2),
+        ("b3", 210.0, 3),
+        ("b4", 260.0, 4),
+        ("b5", 410.0, 5),
+        ("b6", 5_010.0, 1),
+    ];
+    let mut assets = Vec::new();
+    let mut sensors = Vec::new();
+    for (id, x, meters) in buildings {
+        assets.push(serde_json::json!({
+            "id": id, "kind": "building",
+            "footprint_enu_m": [[x, 10.0], [x + 20.0, 10.0], [x + 20.0, 30.0], [x, 30.0]],
+            "height_m": 12.0, "attributes": {}
+        }));
+        for meter in 0..meters {
+            sensors.push(serde_json::json!({
+                "id": format!("meter-{id}-{meter}"), "domain": "energy",
+                "quantity": "active_power", "unit": "kW",
+                "position_enu_m": [x + 10.0, 20.0, 0.0], "asset": id, "personal": true
+            }));
+        }
+    }
+    let json = serde_json::json!({
+        "format": "polis-scene", "version": 1, "name": "households",
+        "attribution": ["Hand-written for tests."],
+        "georeference": {"origin_lon_deg": 24.931, "origin_lat_deg": 60.169},
+        "assets": assets, "sensors": sensors
+    });
+    Scene::from_json_str(&json.to_string(), "households.json").expect("scene loads")
+}
+
+fn app() -> App {
+    let mut app = App::new();
+    app.add_plugins(TwinPlugin::new(scene()).with_privacy(PrivacyOptions {
+        k: K,
+        k_planner: K_PLANNER,
+        block_m: 100.0,
+        district_m: 1_000.0,
+    }));
+    app.update();
+    app
+}
+
+/// Aggregates by audience: id → member handles.
+fn aggregates(app: &App) -> BTreeMap<String, (Audience, BTreeSet<u32>)> {
+    let sensors = app.world().resource::<SensorTable>();
+    (0..sensors.len() as u32)
+        .filter_map(|h| {
+            let members = sensors.aggregate_members(h)?;
+            Some((
+                sensors.id(h)?.to_owned(),
+                (sensors.audience(h)?, members.iter().copied().collect()),
+            ))
+        })
+        .collect()
+}
+
+fn handle(app: &App, id: &str) -> u32 {
+    app.world()
+        .resource::<SensorTable>()
+        .by_id(id)
+        .expect("sensor exists")
+}
+
+#[test]
+fn groups_hold_k_households_per_role_and_nest() {
+    let app = app();
+    let groups = aggregates(&app);
+    let of = |audience: Audience| -> Vec<(&String, &BTreeSet<u32>)> {
+        groups
+            .iter()
+            .filter(|(_, (a, _))| *a == audience)
+            .map(|(id, (_, members))| (id, members))
+            .collect()
+    };
+    let planner = of(Audience::PLANNERS);
+    let public = of(Audience::PUBLIC);
+    let names: Vec<&str> = planner.iter().map(|(id, _)| id.as_str()).collect();
+    // b3, b4, b5 by themselves; b1 and b2 together as block A; b6 nowhere.
+    assert_eq!(planner.len(), 4, "{names:?}");
+    for (id, members) in &planner {
+        assert!(members.len() >= K_PLANNER, "{id} has {}", members.len());
+    }
+    for (id, members) in &public {
+        assert!(members.len() >= K, "{id} has {}", members.len());
+    }
+    // Each role's groups are disjoint.
+    for role in [&planner, &public] {
+        let mut seen = BTreeSet::new();
+        for (id, members) in role {
+            assert!(members.iter().all(|m| seen.insert(*m)), "{id} overlaps");
+        }
+    }
+    // Every public group is a union of whole planner groups.
+    for (id, members) in &public {
+        let covered: BTreeSet<u32> = planner
+            .iter()
+            .filter(|(_, p)| !p.is_disjoint(members))
+            .inspect(|(pid, p)| assert!(p.is_subset(members), "{id} splits {pid}"))
+            .flat_map(|(_, p)| p.iter().copied())
+            .collect();
+        assert_eq!(
+            &covered, *members,
+            "{id} holds households of no planner group"
+        );
+    }
+    // b5 (k meters) is public by itself; b3 + b4 (3 + 4) make block B's.
+    let sizes: BTreeSet<usize> = public.iter().map(|(_, m)| m.len()).collect();
+    assert_eq!(sizes, BTreeSet::from([5, 7]), "{public:?}");
+    // The lone house is in no group.
+    let lone = handle(&app, "meter-b6-0");
+    assert!(groups.values().all(|(_, members)| !members.contains(&lone)));
+}
+
+/// Every value a viewer of `access` holds after subscribing to the whole
+/// town and after the readings: sensor id → value.
+fn seen_by(app: &mut App, viewer: u64, access: Access) -> SharedMailbox {
+    let mailbox = SharedMailbox::new(|| {});
+    app.world_mut().write_message(ViewerConnected {
+        viewer: ViewerId(viewer),
+        access,
+        name: format!("viewer-{viewer}"),
+        own_sensors: Vec::new(),
+        mailbox: mailbox.clone(),
+    });
+    app.world_mut().write_message(ViewerSubscribed {
+        viewer: ViewerId(viewer),
+        subscribe: Subscribe {
+            subscription: 1,
+            area: GeoBox::from_enu(
+                &scene().georeference,
+                [-1_000.0, -1_000.0],
+                [6_000.0, 1_000.0],
+            ),
+            layers: Vec::new(),
+            at_ms: None,
+            speed: 1.0,
+            publish_interval_ms: 0,
+        },
+    });
+    app.update();
+    mailbox
+}
+
+fn push(app: &mut App, seq: u64, readings: Vec<(String, f64)>) {
+    app.world_mut().write_message(IncomingBatch {
+        ticket: BatchTicket(seq),
+        scope: None,
+        batch: ReadingBatch {
+            seq,
+            readings: readings
+                .into_iter()
+                .map(|(sensor, value)| Reading {
+                    sensor,
+                    device_time_ms: 1_000 * seq as i64,
+                    value,
+                    quality: None,
+                })
+                .collect(),
+        },
+    });
+    app.update();
+}
+
+/// Applies frames to (handle → id) and (id → values received).
+fn collect(
+    frames: Vec<ServerToViewer>,
+    ids: &mut BTreeMap<u32, String>,
+    values: &mut BTreeMap<String, Vec<f64>>,
+) {
+    for frame in frames {
+        match frame {
+            ServerToViewer::Snapshot(snapshot) => {
+                for sensor in snapshot.sensors {
+                    if let Some(latest) = sensor.latest {
+                        values
+                            .entry(sensor.id.clone())
+                            .or_default()
+                            .push(latest.value);
+                    }
+                    ids.insert(sensor.handle, sensor.id);
+                }
+            }
+            ServerToViewer::Update(update) => {
+                for sensor in update.entered_sensors {
+                    ids.insert(sensor.handle, sensor.id);
+                }
+                for value in update.values {
+                    if let Some(id) = ids.get(&value.sensor) {
+                        values.entry(id.clone()).or_default().push(value.value);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn no_role_but_operators_receives_a_value_of_fewer_than_its_k_households() {
+    let mut app = app();
+    let planner = seen_by(&mut app, 1, Access::Planner);
+    let public = seen_by(&mut app, 2, Access::Public);
+    let operator = seen_by(&mut app, 3, Access::Operator);
+    let meters: Vec<String> = {
+        let sensors = app.world().resource::<SensorTable>();
+        (0..sensors.len() as u32)
+            .filter(|&h| sensors.personal(h) == Some(true))
+            .filter_map(|h| sensors.id(h).map(str::to_owned))
+            .collect()
+    };
+    let raw: BTreeMap<String, f64> = meters
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.clone(), f64::from(1u32 << i)))
+        .collect();
+    // Every meter but one of b5's reports: b5's groups stay dark.
+    let (late, early): (Vec<_>, Vec<_>) = raw
+        .iter()
+        .map(|(id, v)| (id.clone(), *v))
+        .partition(|(id, _)| id == "meter-b5-4");
+    push(&mut app, 1, early);
+    let mut views = BTreeMap::new();
+    for (role, mailbox) in [
+        ("planner", &planner),
+        ("public", &public),
+        ("operator", &operator),
+    ] {
+        let mut ids = BTreeMap::new();
+        let mut values = BTreeMap::new();
+        collect(mailbox.drain_frames(1 << 20), &mut ids, &mut values);
+        views.insert(role, (ids, values));
+    }
+    let b5_planner = "agg-building-4-active_power";
+    for role in ["planner", "public"] {
+        let values = &views[role].1;
+        assert!(
+            !values
+                .keys()
+                .any(|id| id.contains("-4-") || id == b5_planner),
+            "{role} got a b5 aggregate before all of b5 reported: {values:?}"
+        );
+    }
+    push(&mut app, 2, late);
+    for (role, mailbox) in [
+        ("planner", &planner),
+        ("public", &public),
+        ("operator", &operator),
+    ] {
+        let (ids, values) = views.get_mut(role).expect("view");
+        collect(mailbox.drain_frames(1 << 20), ids, values);
+    }
+    let k_of = |role: &str| if role == "planner" { K_PLANNER } else { K };
+    for role in ["planner", "public"] {
+        let values = &views[role].1;
+        assert!(!values.is_empty(), "{role} sees aggregates");
+        for (id, received) in values {
+            assert!(!raw.contains_key(id), "{role} received the raw meter {id}");
+            for value in received {
+                // A sum of distinct powers of two names its members: it
+                // must hold at least k of them.
+                let households = (*value as u64).count_ones() as usize;
+                assert!(
+                    households >= k_of(role),
+                    "{role} got {id} = {value}, the sum of {households} households"
+                );
+            }
+        }
+    }
+    // The operator sees every raw meter.
+    let operator_values = &views["operator"].1;
+    for (id, value) in &raw {
+        assert_eq!(
+            operator_values.get(id).and_then(|v| v.last()),
+            Some(value),
+            "{id}"
+        );
+    }
+}
