@@ -16,6 +16,7 @@ mod ingest;
 mod layout;
 mod measure;
 mod mosquitto;
+mod mqtt_ingest;
 mod pin;
 mod procstat;
 mod scale;
@@ -42,6 +43,11 @@ enum Command {
     /// durable history); baselines: the history store alone writing the same
     /// rows, and mosquitto taking the same readings at QoS 1.
     Ingest(ingest::IngestArgs),
+    /// Devices publish readings at QoS 1 to mosquitto; Polis reads them as an
+    /// `[[mqtt]]` source and acknowledges each once durable; in the same run
+    /// mosquitto delivers the same messages to a bare subscriber: readings/s
+    /// of both, their ratio, and Polis' arrival-to-PUBACK latency.
+    MqttIngest(mqtt_ingest::MqttIngestArgs),
     /// Resident memory per building (with its meter) for a synthetic city,
     /// and area-query latency; baseline: a linear scan over the same points.
     Scale(scale::ScaleArgs),
@@ -86,6 +92,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(args) => {
             pin::pin_current_thread(cores.load)?;
             ingest::run(args, cores)
+        }
+        Command::MqttIngest(args) => {
+            pin::pin_current_thread(cores.load)?;
+            mqtt_ingest::run(args, cores)
         }
         Command::Fanout(args) => {
             pin::pin_current_thread(cores.load)?;

@@ -22,8 +22,9 @@ pub use client::{ClientError, ClientOptions, Session};
 pub use framing::FrameError;
 pub use gateway::{GatewayClient, GatewayOptions};
 pub use server::{
-    Grant, HistoryService, NetEvent, NetServer, NetServerConfig, NetStats, ServerError, ServerInfo,
-    SessionLimits, TokenDirectory,
+    Grant, HistoryService, IngestPort, LOG_DETAIL_MAX_CHARS, LOG_NAME_MAX_CHARS, LogLimiter,
+    LogSource, LogText, LogVerdict, NetEvent, NetServer, NetServerConfig, NetStats, ServerError,
+    ServerInfo, SessionLimits, TokenDirectory,
 };
 pub use tls::{ServerIdentity, TlsError, client_crypto, load_or_create_identity};
 

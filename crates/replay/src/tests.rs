@@ -283,6 +283,7 @@ impl FakeTwin {
                 access,
                 name: token.to_owned(),
                 scope: None,
+                own_sensors: Arc::from(Vec::<String>::new()),
             })
         };
         let mut net = NetServer::start(NetServerConfig {

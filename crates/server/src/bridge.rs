@@ -248,12 +248,14 @@ fn receive_net_events(
                 viewer,
                 access,
                 name,
+                own_sensors,
                 mailbox,
             } => {
                 connected.write(ViewerConnected {
                     viewer: ViewerId(viewer),
                     access,
                     name,
+                    own_sensors: own_sensors.to_vec(),
                     mailbox,
                 });
             }

@@ -11,6 +11,7 @@ mod config;
 mod http;
 mod memory;
 mod metrics;
+mod mqtt;
 mod playback;
 mod server;
 mod startup;
@@ -21,8 +22,9 @@ pub use audit::AuditLog;
 pub use bridge::{NetBridgePlugin, NetLink, NetSystems};
 pub use config::{
     Config, ConfigError, ConfigProblem, DEFAULT_DATA_DIR, DEFAULT_HTTP_LISTEN, DEFAULT_LISTEN,
-    DEFAULT_MAX_CLOCK_SKEW_SECS, DEFAULT_MAX_TICK_HZ, DEFAULT_TICK_HZ, ENV_KEYS, HistoryConfig,
-    Http, Limits, PrivacyConfig, SyncMode, TokenEntry, env_var_for,
+    DEFAULT_MAX_CLOCK_SKEW_SECS, DEFAULT_MAX_TICK_HZ, DEFAULT_MQTT_MAX_PAYLOAD_BYTES,
+    DEFAULT_TICK_HZ, ENV_KEYS, HistoryConfig, Http, Limits, MqttSourceConfig, MqttSubscribeConfig,
+    MqttVersion, PayloadFormat, PrivacyConfig, SyncMode, TimeFormatName, TokenEntry, env_var_for,
 };
 pub use http::HttpEndpoint;
 pub use memory::release_freed_memory;

@@ -94,6 +94,8 @@ pub struct Observed {
     pub scene: OnceLock<SceneFacts>,
     /// History writer counters, when history is enabled.
     pub history: OnceLock<Arc<polis_history::WriterStats>>,
+    /// Each MQTT source's counters, when any is configured.
+    pub mqtt: OnceLock<Vec<Arc<polis_mqtt::SourceStats>>>,
 }
 
 /// The [`Observed`] state as a world resource.
@@ -219,6 +221,9 @@ impl Collector for ObservedCollector {
                 load(&net.viewer_values_sent),
             )?;
         }
+        if let Some(sources) = observed.mqtt.get() {
+            encode_mqtt(&mut encoder, sources)?;
+        }
         counter(
             &mut encoder,
             "polis_readings_received",
@@ -300,6 +305,57 @@ impl Collector for ObservedCollector {
                 None,
             )
     }
+}
+
+/// The MQTT sources' families, one series per source (and reason).
+fn encode_mqtt(
+    encoder: &mut DescriptorEncoder,
+    sources: &[Arc<polis_mqtt::SourceStats>],
+) -> fmt::Result {
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let mut connected = encoder.encode_descriptor(
+        "polis_mqtt_connected",
+        "1 while the MQTT source is connected to its broker.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for source in sources {
+        ConstGauge::new(u64::from(source.connected.load(Ordering::Relaxed)))
+            .encode(connected.encode_family(&[("source", source.name.as_str())])?)?;
+    }
+    for (name, help, pick) in [
+        (
+            "polis_mqtt_messages",
+            "MQTT messages received by the source.",
+            (|s: &polis_mqtt::SourceStats| &s.messages)
+                as fn(&polis_mqtt::SourceStats) -> &AtomicU64,
+        ),
+        (
+            "polis_mqtt_readings",
+            "Readings from the source's messages recorded anew (applied and durable; repeats not counted).",
+            |s: &polis_mqtt::SourceStats| &s.readings,
+        ),
+    ] {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for source in sources {
+            ConstCounter::new(load(pick(source)))
+                .encode(family.encode_family(&[("source", source.name.as_str())])?)?;
+        }
+    }
+    let mut refused = encoder.encode_descriptor(
+        "polis_mqtt_refused",
+        "Readings (or whole messages) of the source refused, by reason.",
+        None,
+        MetricType::Counter,
+    )?;
+    for source in sources {
+        for (reason, count) in source.refused() {
+            ConstCounter::new(count).encode(
+                refused.encode_family(&[("source", source.name.as_str()), ("reason", reason)])?,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// The Prometheus text exposition (format 0.0.4) of `observed`.

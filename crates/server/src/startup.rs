@@ -1,6 +1,6 @@
 //! Starting a server in parts: each `open_*` step opens one thing the
 //! server runs on (data directory, TLS identity, tokens, audit log,
-//! history, playback, network edge, retention) and says in its error which
+//! history, playback, network edge, MQTT sources, retention) and says in its error which
 //! one failed. [`open_parts`] runs them in order and hands the parts to the
 //! twin thread.
 
@@ -48,6 +48,10 @@ pub(crate) struct Parts {
     pub(crate) retention: Option<std::thread::JoinHandle<()>>,
     /// How far ahead of the clock device times may be, ms.
     pub(crate) max_clock_skew_ms: i64,
+    /// The MQTT sources, when any is configured.
+    pub(crate) mqtt: Option<polis_mqtt::MqttSources>,
+    /// What subscriptions may cost the twin.
+    pub(crate) interest_budget: polis_twin::InterestBudget,
 }
 
 /// History as the server uses it once opened.
@@ -89,6 +93,10 @@ pub(crate) fn open_parts(
     );
     let net = open_net(config, scene, identity, table, queries)?;
     let _ = observed.net.set(Arc::clone(net.stats()));
+    let mqtt = crate::mqtt::open_mqtt(config, scene, net.ingest_port())?;
+    if let Some(mqtt) = &mqtt {
+        let _ = observed.mqtt.set(mqtt.stats().to_vec());
+    }
     let started = ServerStarted {
         local_addr: net.local_addr(),
         cert_path,
@@ -116,11 +124,14 @@ pub(crate) fn open_parts(
         audit,
         privacy: PrivacyOptions {
             k: config.privacy.k,
+            k_planner: config.privacy.k_planner,
             block_m: config.privacy.block_m,
             district_m: config.privacy.district_m,
         },
         retention,
         max_clock_skew_ms: config.limits.max_clock_skew_ms(),
+        mqtt,
+        interest_budget: config.limits.interest_budget(),
     })
 }
 

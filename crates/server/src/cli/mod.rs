@@ -5,12 +5,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod audit;
 mod config;
 mod history;
 mod import;
 mod progress;
 mod push;
 mod replay;
+mod replay_mqtt;
 mod scene;
 mod serve;
 mod token;
@@ -58,9 +60,13 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Query the recorded readings of a sensor (raw or aggregated).
     History(history::HistoryArgs),
+    /// Read the audit log of access to personal data (who saw which
+    /// households' sensors, when), filtered by sensor, who, kind and time.
+    Audit(audit::AuditArgs),
     /// Drive a server's twin with feeds built from real data (SimBench load
     /// and PV profiles, a real water-flow series, EPANET demand patterns,
-    /// transit along the real routes) in simulated time.
+    /// transit along the real routes) in simulated time, as a gateway or
+    /// through an MQTT broker (`--mqtt`).
     Replay(replay::ReplayCommand),
 }
 
@@ -118,6 +124,7 @@ pub fn run() -> ExitCode {
         Command::Push(args) => push::run(args),
         Command::Watch(args) => watch::run(args),
         Command::History(args) => history::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::Replay(args) => replay::run(args),
     };
     match result {

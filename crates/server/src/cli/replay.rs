@@ -11,6 +11,7 @@ use polis_replay::{FeedData, ReplayOptions, ReplayStats, plan_feeds, run_replay}
 use tracing::info;
 
 use super::progress::ProgressLine;
+use super::replay_mqtt::{MqttFormat, replay_to_broker};
 use super::{ServerArgs, client_runtime, format_time_ms, parse_time_ms};
 use crate::load_scene;
 
@@ -31,8 +32,31 @@ pub(crate) struct ReplayArgs {
 /// Arguments of `polis replay`.
 #[derive(Debug, Args)]
 pub(crate) struct ReplayCommand {
-    #[command(flatten)]
-    server: ServerArgs,
+    /// Server address, HOST:PORT.
+    #[arg(long, default_value = crate::DEFAULT_LISTEN, conflicts_with = "mqtt")]
+    server: String,
+    /// The server's certificate (PEM), e.g. `polis-data/tls/cert.pem`.
+    #[arg(long, required_unless_present = "mqtt")]
+    cert: Option<PathBuf>,
+    /// Gateway token (or set POLIS_TOKEN).
+    #[arg(
+        long,
+        env = "POLIS_TOKEN",
+        hide_env_values = true,
+        required_unless_present = "mqtt"
+    )]
+    token: Option<String>,
+    /// Publish the readings to this MQTT broker (`mqtt://HOST:PORT`, QoS 1,
+    /// one message per reading on TOPIC_PREFIX{sensor}) instead of pushing
+    /// them to a server: a Polis `[[mqtt]]` source subscribed there reads them.
+    #[arg(long, value_name = "URL")]
+    mqtt: Option<String>,
+    /// Payload of each MQTT message.
+    #[arg(long, value_enum, default_value_t = MqttFormat::Senml, requires = "mqtt")]
+    format: MqttFormat,
+    /// Topic of each MQTT message: this prefix, then the sensor id.
+    #[arg(long, default_value = "polis/", requires = "mqtt")]
+    topic_prefix: String,
     /// Scene whose sensors to feed (the bundled one by default); must be the
     /// scene the server serves.
     #[arg(long)]
@@ -109,8 +133,31 @@ pub(crate) async fn replay(
 pub(crate) fn run(args: ReplayCommand) -> anyhow::Result<ExitCode> {
     let scene = load_scene(args.scene.as_deref())?;
     let options = options(&args.replay, args.for_secs)?;
-    let client = args.server.client_options(Role::Gateway);
     let runtime = client_runtime()?;
+    if let Some(url) = &args.mqtt {
+        let stats = runtime.block_on(async {
+            tokio::select! {
+                stats = replay_to_broker(url, args.format, &args.topic_prefix, &scene, &options) => stats.map(Some),
+                _ = tokio::signal::ctrl_c() => Ok(None),
+            }
+        })?;
+        if let Some(stats) = stats {
+            println!(
+                "rounds {}, published {}, acknowledged by the broker {}",
+                stats.rounds, stats.published, stats.acknowledged
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (Some(cert), Some(token)) = (args.cert, args.token) else {
+        anyhow::bail!("--cert and --token are needed to push to a server (or give --mqtt URL)");
+    };
+    let server = ServerArgs {
+        server: args.server,
+        cert,
+        token,
+    };
+    let client = server.client_options(Role::Gateway);
     let stats = runtime.block_on(async {
         tokio::select! {
             stats = replay(&client, &scene, &options, true) => stats.map(Some),

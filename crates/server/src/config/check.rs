@@ -2,6 +2,7 @@
 //! value outside its range, all at once, for `polis config check` and the
 //! server's start.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::{Config, ConfigProblem, MAX_MAX_TICK_HZ};
@@ -40,9 +41,9 @@ impl std::fmt::Display for Number {
 
 /// One numeric setting and its valid range, both ends included (a `0`
 /// also allowed where `zero_allowed`, e.g. "keep forever").
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Range {
-    key: &'static str,
+    key: Cow<'static, str>,
     value: Number,
     min: f64,
     max: f64,
@@ -50,9 +51,14 @@ struct Range {
 }
 
 impl Range {
-    fn integer(key: &'static str, value: impl TryInto<u64>, min: u64, max: u64) -> Self {
+    fn integer(
+        key: impl Into<Cow<'static, str>>,
+        value: impl TryInto<u64>,
+        min: u64,
+        max: u64,
+    ) -> Self {
         Self {
-            key,
+            key: key.into(),
             // A value beyond u64 is beyond every range.
             value: Number::Integer(value.try_into().unwrap_or(u64::MAX)),
             min: min as f64,
@@ -63,7 +69,7 @@ impl Range {
 
     fn real(key: &'static str, value: f64, min: f64, max: f64) -> Self {
         Self {
-            key,
+            key: key.into(),
             value: Number::Real(value),
             min,
             max,
@@ -109,7 +115,13 @@ impl Config {
     fn ranges(&self) -> Vec<Range> {
         let limits = &self.limits;
         let max_frame = polis_protocol::MAX_FRAME_BYTES as u64;
-        vec![
+        let mqtt = self.mqtt.iter().enumerate().flat_map(|(index, source)| {
+            source
+                .ranges(index)
+                .into_iter()
+                .map(|(key, value, min, max)| Range::integer(key, value, min, max))
+        });
+        let mut ranges = vec![
             Range::real("tick_hz", self.tick_hz, 0.1, 1_000.0),
             Range::real(
                 "max_tick_hz",
@@ -168,11 +180,41 @@ impl Config {
                 1e-6,
                 EARTH_SURFACE_KM2,
             ),
+            Range::integer(
+                "limits.retry_above_handshakes",
+                limits.retry_above_handshakes,
+                0,
+                100_000,
+            ),
+            Range::integer(
+                "limits.max_handshakes_per_address",
+                limits.max_handshakes_per_address,
+                1,
+                100_000,
+            ),
             Range::real(
                 "limits.max_clock_skew_secs",
                 limits.max_clock_skew_secs,
                 0.0,
                 MAX_CLOCK_SKEW_SECS,
+            ),
+            Range::real(
+                "limits.max_area_items_per_second",
+                limits.max_area_items_per_second,
+                100.0,
+                1e9,
+            ),
+            Range::real(
+                "limits.max_area_items_per_second_per_connection",
+                limits.max_area_items_per_second_per_connection,
+                100.0,
+                1e9,
+            ),
+            Range::integer(
+                "limits.max_area_items_per_tick",
+                limits.max_area_items_per_tick,
+                10,
+                10_000_000,
             ),
             Range::real(
                 "history.personal_raw_max_age_hours",
@@ -188,6 +230,12 @@ impl Config {
                 MAX_RETENTION_EVERY_SECS,
             ),
             Range::integer("privacy.k", self.privacy.k, 2, 1_000_000),
+            Range::integer(
+                "privacy.k_planner",
+                self.privacy.k_planner,
+                2,
+                self.privacy.k.clamp(2, 1_000_000) as u64,
+            ),
             Range::real("privacy.block_m", self.privacy.block_m, 1.0, 1_000_000.0),
             Range::real(
                 "privacy.district_m",
@@ -195,7 +243,9 @@ impl Config {
                 self.privacy.block_m.max(1.0),
                 1_000_000.0,
             ),
-        ]
+        ];
+        ranges.extend(mqtt);
+        ranges
     }
 
     /// Every problem with the values, all at once.
@@ -209,7 +259,7 @@ impl Config {
         };
         for range in self.ranges() {
             if let Some(message) = range.problem() {
-                problem(range.key, &message);
+                problem(&range.key, &message);
             }
         }
         for (index, entry) in self.tokens.iter().enumerate() {
@@ -225,6 +275,17 @@ impl Config {
                 {
                     problem(&key, "`sha256` must be 64 hex digits");
                 }
+                _ => {}
+            }
+            match (
+                entry.role == polis_protocol::Access::Resident,
+                entry.sensors.is_empty(),
+            ) {
+                (true, true) => problem(
+                    &key,
+                    "a resident token needs `sensors` (the ids of the home's sensors)",
+                ),
+                (false, false) => problem(&key, "`sensors` applies to resident tokens only"),
                 _ => {}
             }
         }
@@ -253,6 +314,7 @@ impl Config {
             // almost always a typo.
             problem("http.listen", "uses the same address as `listen`");
         }
+        problems.extend(super::mqtt::problems(self));
         problems
     }
 }

@@ -3,9 +3,15 @@
 
 mod check;
 mod layers;
+mod mqtt;
 
 pub use layers::{ENV_KEYS, env_var_for};
 use layers::{override_value, parse_table, set_dotted, syntax_error, table_to_config};
+pub(crate) use mqtt::token_scope;
+pub use mqtt::{
+    DEFAULT_MQTT_MAX_PAYLOAD_BYTES, MqttSourceConfig, MqttSubscribeConfig, MqttVersion,
+    PayloadFormat, TimeFormatName,
+};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -105,6 +111,10 @@ pub struct TokenEntry {
     /// For gateway tokens: the sensor-id prefixes it may write (all when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scope_prefixes: Vec<String>,
+    /// For resident tokens: the ids of the home's sensors, whose raw values
+    /// and history the resident sees (required, and only for residents).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensors: Vec<String>,
 }
 
 impl TokenEntry {
@@ -118,6 +128,7 @@ impl TokenEntry {
             token: Some(secret.into()),
             sha256: None,
             scope_prefixes: Vec::new(),
+            sensors: Vec::new(),
         }
     }
 }
@@ -149,9 +160,23 @@ pub struct Limits {
     pub max_picks_per_second: f64,
     /// Largest area a viewer may subscribe to, km².
     pub max_area_km2: f64,
+    /// Handshakes in progress above which clients whose address is not yet
+    /// validated get a QUIC retry first.
+    pub retry_above_handshakes: usize,
+    /// Handshakes one source address may have in progress; more are refused.
+    pub max_handshakes_per_address: u32,
     /// How far ahead of the server's clock a reading's device time may be,
     /// seconds; later readings are refused (`FutureTime`).
     pub max_clock_skew_secs: f64,
+    /// Items (assets and sensors) viewers' subscriptions may make the twin
+    /// query, send or withdraw per second, all viewers together.
+    pub max_area_items_per_second: f64,
+    /// The same for one viewer connection: beyond it, its subscriptions
+    /// wait (the latest replacing any queued) until its allowance refills.
+    pub max_area_items_per_second_per_connection: f64,
+    /// The same per twin tick: large areas are sent in slices of this many
+    /// items, with readings applied between two slices.
+    pub max_area_items_per_tick: u64,
 }
 
 impl Default for Limits {
@@ -169,7 +194,12 @@ impl Default for Limits {
             max_subscriptions_per_second: session.max_subscriptions_per_second,
             max_picks_per_second: session.max_picks_per_second,
             max_area_km2: session.max_area_km2,
+            retry_above_handshakes: session.retry_above_handshakes,
+            max_handshakes_per_address: session.max_handshakes_per_address,
             max_clock_skew_secs: DEFAULT_MAX_CLOCK_SKEW_SECS,
+            max_area_items_per_second: 200_000.0,
+            max_area_items_per_second_per_connection: 100_000.0,
+            max_area_items_per_tick: 250,
         }
     }
 }
@@ -181,6 +211,15 @@ impl Limits {
         (self.max_clock_skew_secs * 1e3) as i64
     }
 
+    /// What subscriptions may cost the twin.
+    pub fn interest_budget(&self) -> polis_twin::InterestBudget {
+        polis_twin::InterestBudget {
+            items_per_tick: self.max_area_items_per_tick,
+            items_per_second: self.max_area_items_per_second,
+            items_per_second_per_viewer: self.max_area_items_per_second_per_connection,
+        }
+    }
+
     /// The per-session limits for the network edge.
     pub fn session(&self) -> polis_net::SessionLimits {
         polis_net::SessionLimits {
@@ -190,6 +229,8 @@ impl Limits {
             max_subscriptions_per_second: self.max_subscriptions_per_second,
             max_picks_per_second: self.max_picks_per_second,
             max_area_km2: self.max_area_km2,
+            retry_above_handshakes: self.retry_above_handshakes,
+            max_handshakes_per_address: self.max_handshakes_per_address,
         }
     }
 }
@@ -259,6 +300,8 @@ impl Default for HistoryConfig {
 pub struct PrivacyConfig {
     /// Fewest personal sensors behind a value shown to the public.
     pub k: usize,
+    /// Fewest personal sensors behind a value shown to a planner (2 to `k`).
+    pub k_planner: usize,
     /// Side of a block cell for public aggregates, metres.
     pub block_m: f64,
     /// Side of a district cell for public aggregates, metres.
@@ -269,6 +312,7 @@ impl Default for PrivacyConfig {
     fn default() -> Self {
         Self {
             k: 5,
+            k_planner: 3,
             block_m: 100.0,
             district_m: 500.0,
         }
@@ -307,6 +351,9 @@ pub struct Config {
     /// the data directory on first start.
     #[serde(rename = "token")]
     pub tokens: Vec<TokenEntry>,
+    /// MQTT sources: brokers Polis subscribes to for readings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mqtt: Vec<MqttSourceConfig>,
     /// Tokens added at run time (e.g. for `serve --demo`'s built-in gateway);
     /// never read from or written to a file, and no reason to generate tokens.
     #[serde(skip)]
@@ -327,6 +374,7 @@ impl Default for Config {
             privacy: PrivacyConfig::default(),
             limits: Limits::default(),
             tokens: Vec::new(),
+            mqtt: Vec::new(),
             runtime_tokens: Vec::new(),
         }
     }
@@ -399,9 +447,23 @@ impl Config {
     /// SHA-256 (which authenticates the same and reveals nothing).
     pub fn to_toml_redacted(&self) -> String {
         let mut shown = self.clone();
+        let names: Vec<Option<String>> = self.tokens.iter().map(|t| t.name.clone()).collect();
         for token in &mut shown.tokens {
             if let Some(secret) = token.token.take() {
                 token.sha256 = Some(crate::tokens::token_sha256(&secret));
+            }
+        }
+        // A source's token given by its secret is shown by its hash, which
+        // names the same token.
+        for source in &mut shown.mqtt {
+            if let Some(token) = &source.token
+                && !token.starts_with("sha256:")
+                && token != "generated-gateway"
+                && !names
+                    .iter()
+                    .any(|name| name.as_deref() == Some(token.as_str()))
+            {
+                source.token = Some(format!("sha256:{}", crate::tokens::token_sha256(token)));
             }
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|err| format!("# cannot show: {err}\n"))

@@ -49,7 +49,117 @@ fn the_example_file_is_valid_and_states_the_defaults() {
         .join("\n");
     let with_tokens = Config::from_toml_str(&uncommented, Path::new("uncommented.toml"))
         .expect("the token examples parse");
-    assert_eq!(with_tokens.tokens.len(), 2);
+    assert_eq!(with_tokens.tokens.len(), 3);
+    assert_eq!(with_tokens.tokens[2].role, Access::Resident);
+    assert_eq!(with_tokens.tokens[2].sensors, ["meter-12b"]);
+    assert!(example.mqtt.is_empty(), "no MQTT source by default");
+    let [source] = &with_tokens.mqtt[..] else {
+        panic!("one commented [[mqtt]] example");
+    };
+    assert_eq!(source.subscribe.len(), 2);
+    assert_eq!(source.max_payload_bytes, DEFAULT_MQTT_MAX_PAYLOAD_BYTES);
+}
+
+#[test]
+fn mqtt_sources_are_checked_with_key_and_reason() {
+    let source = |extra: &str| {
+        format!(
+            "[[token]]\nname = \"gw\"\nrole = \"gateway\"\ntoken = \"gateway-secret-123456\"\nscope_prefixes = [\"meter-\"]\n\
+             [[token]]\nname = \"viewer\"\nrole = \"public\"\ntoken = \"viewer-secret-1234567\"\n\
+             [[mqtt]]\nname = \"city\"\nurl = \"mqtt://127.0.0.1:1883\"\n{extra}\n\
+             [[mqtt.subscribe]]\nfilter = \"city/#\"\nformat = \"senml\"\n"
+        )
+    };
+    let valid = Config::from_toml_str(
+        &source("token = \"gw\"\nversion = \"3.1.1\""),
+        Path::new("p.toml"),
+    )
+    .expect("valid");
+    assert_eq!(valid.mqtt[0].version, MqttVersion::V3_1_1);
+    assert_eq!(valid.mqtt[0].client_id(), "polis-city");
+    assert_eq!(
+        crate::config::token_scope(&valid, "gateway-secret-123456"),
+        Ok(vec!["meter-".to_owned()]),
+        "a token by its secret"
+    );
+    for (extra, key, message) in [
+        ("qos = 2", "mqtt[0].qos", "must be in [0, 1], is 2"),
+        (
+            "max_payload_bytes = 99999999999",
+            "mqtt[0].max_payload_bytes",
+            "must be in [64, 16777216], is 99999999999",
+        ),
+        (
+            "max_in_flight = 0",
+            "mqtt[0].max_in_flight",
+            "must be in [1, 65535], is 0",
+        ),
+        (
+            "token = \"viewer\"",
+            "mqtt[0].token",
+            "names a `public` token; a source writes readings and needs a `gateway` token",
+        ),
+        (
+            "token = \"nobody\"",
+            "mqtt[0].token",
+            "names no configured [[token]] (by name, secret or sha256:HEX)",
+        ),
+        (
+            "password_env = \"PW\"",
+            "mqtt[0].username",
+            "a password needs a `username`",
+        ),
+        (
+            "ca_file = \"ca.pem\"",
+            "mqtt[0].url",
+            "certificates are only used with mqtts://",
+        ),
+    ] {
+        let err = Config::from_toml_str(&source(extra), Path::new("p.toml")).expect_err(extra);
+        assert!(
+            err.to_string()
+                .contains(&format!("p.toml: `{key}`: {message}")),
+            "{extra}: {err}"
+        );
+    }
+    let bad_url = source("").replace("mqtt://127.0.0.1:1883", "http://broker");
+    let err = Config::from_toml_str(&bad_url, Path::new("p.toml")).expect_err("scheme");
+    assert!(
+        err.to_string()
+            .contains("`mqtt[0].url`: must start with mqtt:// or mqtts://"),
+        "{err}"
+    );
+    let no_ca = source("").replace("mqtt://", "mqtts://");
+    let err = Config::from_toml_str(&no_ca, Path::new("p.toml")).expect_err("ca");
+    assert!(err.to_string().contains("`mqtt[0].ca_file`"), "{err}");
+    let bad_filter = source("").replace("city/#", "city/#/x");
+    let err = Config::from_toml_str(&bad_filter, Path::new("p.toml")).expect_err("filter");
+    assert!(
+        err.to_string()
+            .contains("`mqtt[0].subscribe[0].filter`: `#` must be a whole level"),
+        "{err}"
+    );
+    let json_without_value = source("").replace(
+        "format = \"senml\"",
+        "format = \"json\"\ntopic = \"city/{sensor}\"",
+    );
+    let err = Config::from_toml_str(&json_without_value, Path::new("p.toml")).expect_err("json");
+    assert!(
+        err.to_string()
+            .contains("`mqtt[0].subscribe[0].value_pointer`"),
+        "{err}"
+    );
+    let err =
+        Config::from_toml_str(&source("version = 4"), Path::new("p.toml")).expect_err("version");
+    assert!(err.to_string().contains("MQTT version 4"), "{err}");
+    // A password never shows, and a token given by its secret shows as its hash.
+    let secret = source(
+        "token = \"gateway-secret-123456\"\nusername = \"polis\"\npassword_env = \"POLIS_MQTT_PASSWORD\"",
+    );
+    let config = Config::from_toml_str(&secret, Path::new("p.toml")).expect("valid");
+    let shown = config.to_toml_redacted();
+    assert!(!shown.contains("gateway-secret-123456"), "{shown}");
+    assert!(shown.contains("token = \"sha256:"), "{shown}");
 }
 
 #[test]
@@ -120,6 +230,36 @@ fn settings_that_would_panic_or_destroy_data_are_refused() {
             "[privacy]\nk = 1",
             "privacy.k",
             "must be in [2, 1000000], is 1",
+        ),
+        (
+            "[privacy]\nk = 4\nk_planner = 5",
+            "privacy.k_planner",
+            "must be in [2, 4], is 5",
+        ),
+        (
+            "[limits]\nmax_area_items_per_tick = 0",
+            "limits.max_area_items_per_tick",
+            "must be in [10, 10000000], is 0",
+        ),
+        (
+            "[limits]\nmax_area_items_per_second = nan",
+            "limits.max_area_items_per_second",
+            "must be in [100, 1000000000], is NaN",
+        ),
+        (
+            "[[token]]\nrole = \"resident\"\ntoken = \"resident-token-0123456789\"",
+            "token[0]",
+            "a resident token needs `sensors`",
+        ),
+        (
+            "[[token]]\nrole = \"public\"\ntoken = \"public-token-0123456789\"\nsensors = [\"m-1\"]",
+            "token[0]",
+            "`sensors` applies to resident tokens only",
+        ),
+        (
+            "[limits]\nmax_handshakes_per_address = 0",
+            "limits.max_handshakes_per_address",
+            "must be in [1, 100000], is 0",
         ),
     ];
     for (text, key, message) in refused {
