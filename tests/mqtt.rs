@@ -181,6 +181,25 @@ async fn senml_through_mosquitto_reaches_a_viewer_exactly_and_refusals_are_count
         text.contains("polis_mqtt_refused_total{source=\"city\",reason=\"unit_mismatch\"} 1\n"),
         "{text}"
     );
+    // Every QoS 1 message's wait for its PUBACK is in the histogram (the
+    // last refused one is released on the source's next turn).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = polis_server::render_prometheus(server.server.observed());
+        if text.contains("polis_mqtt_ack_duration_seconds_count{source=\"city\"} 7\n") {
+            assert!(
+                text.contains(
+                    "polis_mqtt_ack_duration_seconds_bucket{le=\"+Inf\",source=\"city\"} 7\n"
+                ) || text.contains(
+                    "polis_mqtt_ack_duration_seconds_bucket{source=\"city\",le=\"+Inf\"} 7\n"
+                ),
+                "{text}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no ack histogram: {text}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,8 +9,10 @@
 //! The rules are plain types with no I/O, tested without a socket: the
 //! order of acknowledgements ([`AckQueue`]), the reconnection schedule
 //! ([`Backoff`]), topic filters ([`topic_matches`]) and broker URLs
-//! ([`BrokerUrl`]). `source` drives them with rumqttc on the `polis-mqtt`
-//! thread ([`MqttSources`]). This crate does not parse payloads: a
+//! ([`BrokerUrl`]), and the packets of a connection (`transport::Codec`, on
+//! rumqttc's MQTT 3.1.1 and MQTT 5 codecs). `source` drives them on the
+//! `polis-mqtt` thread ([`MqttSources`]), with a connection loop of its own
+//! that writes every acknowledgement due before it reads more. This crate does not parse payloads: a
 //! [`Payloads`] implementation (the server's, on `polis-payload`) does.
 
 mod backoff;

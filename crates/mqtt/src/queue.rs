@@ -78,6 +78,14 @@ impl<T> AckQueue<T> {
         }
     }
 
+    /// Message `seq`, while it is held.
+    pub fn get_mut(&mut self, seq: u64) -> Option<&mut T> {
+        self.slots
+            .iter_mut()
+            .find(|slot| slot.seq == seq)
+            .map(|slot| &mut slot.item)
+    }
+
     /// The first message, if it is settled: it goes now. Messages behind
     /// an unsettled one wait for it, settled or not.
     pub fn pop_settled(&mut self) -> Option<T> {

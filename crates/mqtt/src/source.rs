@@ -27,7 +27,7 @@ use crate::queue::AckQueue;
 use crate::settings::SourceSettings;
 use crate::stats::SourceStats;
 use crate::topic::topic_matches;
-use crate::transport::{self, Client, EventLoop, Publish, Received};
+use crate::transport::{self, AckReason, Client, EventLoop, Publish, Received};
 
 /// First reconnection delay.
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
@@ -53,6 +53,8 @@ struct Entry {
     publish: Option<Publish>,
     /// When it arrived.
     received: Instant,
+    /// What its PUBACK tells the broker (MQTT 5), once settled.
+    reason: AckReason,
 }
 
 /// What happened to a message handed to the twin, kept until its answer.
@@ -79,9 +81,9 @@ struct Source {
     gateway: u64,
     next_seq: u64,
     queue: AckQueue<Entry>,
-    /// Acknowledgements due, in order, that rumqttc's request channel had
-    /// no room for yet (it drains as the event loop is polled).
-    outbox: VecDeque<Publish>,
+    /// Acknowledgements due, in order, that the connection's request queue
+    /// had no room for yet (it drains as the event loop is polled).
+    outbox: VecDeque<(Publish, AckReason)>,
     handed: HashMap<u64, Handed>,
     log: LogLimiter<String>,
 }
@@ -224,7 +226,6 @@ impl Source {
                 Step::Event(Ok(Received::Subscribed(Err(code)))) => {
                     warn!(source = %self.settings.name, code, "the broker refused a subscription");
                 }
-                Step::Event(Ok(Received::Other)) => {}
                 Step::Event(Err(err)) => {
                     if connected {
                         connected = false;
@@ -258,9 +259,7 @@ impl Source {
     }
 
     /// True when the source holds many times its window: the broker keeps
-    /// sending beyond the receive maximum (a 3.1.1 broker has none, and
-    /// rumqttc writes one queued acknowledgement per ten packets it reads,
-    /// so acknowledgements can lag a fast broker).
+    /// sending beyond the receive maximum (a 3.1.1 broker has none).
     fn overflowing(&self) -> bool {
         let window = usize::from(self.settings.max_in_flight.max(1));
         self.queue.len() + self.outbox.len() >= window.saturating_mul(OVERFLOW_FACTOR).max(1024)
@@ -273,11 +272,11 @@ impl Source {
         while let Some(entry) = self.queue.pop_settled() {
             if let Some(publish) = entry.publish {
                 self.stats.ack_latency.record(entry.received.elapsed());
-                self.outbox.push_back(publish);
+                self.outbox.push_back((publish, entry.reason));
             }
         }
-        while let Some(publish) = self.outbox.front() {
-            if client.ack(publish).is_err() {
+        while let Some((publish, reason)) = self.outbox.front() {
+            if client.ack(publish, *reason).is_err() {
                 // Full: the next poll of the event loop makes room.
                 break;
             }
@@ -317,12 +316,20 @@ impl Source {
         self.stats.messages.fetch_add(1, Ordering::Relaxed);
         let received = Instant::now();
         let topic = publish.topic().into_owned();
-        let readings = self.readings_of(&topic, publish.payload());
+        let (readings, reason) = self.readings_of(&topic, publish.payload());
         let publish = publish.needs_ack().then_some(publish);
         if readings.is_empty() {
             // Nothing to wait for; it can never succeed, so it is
-            // acknowledged rather than sent again forever.
-            self.queue.push(Entry { publish, received }, true);
+            // acknowledged (MQTT 5: with the reason) rather than sent again
+            // forever.
+            self.queue.push(
+                Entry {
+                    publish,
+                    received,
+                    reason,
+                },
+                true,
+            );
             return true;
         }
         let sensors: Vec<String> = readings.iter().map(|r| r.sensor.clone()).collect();
@@ -340,7 +347,14 @@ impl Source {
         if !self.port.send(event).await {
             return false;
         }
-        let seq = self.queue.push(Entry { publish, received }, false);
+        let seq = self.queue.push(
+            Entry {
+                publish,
+                received,
+                reason: AckReason::Success,
+            },
+            false,
+        );
         self.handed.insert(
             seq,
             Handed {
@@ -352,9 +366,10 @@ impl Source {
         true
     }
 
-    /// The readings of a message that pass the source's checks; every
-    /// refusal counted and logged.
-    fn readings_of(&mut self, topic: &str, payload: &[u8]) -> Vec<Reading> {
+    /// The readings of a message that pass the source's checks, every
+    /// refusal counted and logged, and what to tell the broker if none
+    /// does.
+    fn readings_of(&mut self, topic: &str, payload: &[u8]) -> (Vec<Reading>, AckReason) {
         let Some(subscription) = self
             .settings
             .subscriptions
@@ -362,12 +377,12 @@ impl Source {
             .find(|s| topic_matches(&s.filter, topic))
         else {
             self.refuse(topic, "no_subscription", 1, topic);
-            return Vec::new();
+            return (Vec::new(), AckReason::Refused);
         };
         if payload.len() > self.settings.max_payload_bytes {
             let example = format!("{} bytes", payload.len());
             self.refuse(topic, "too_large", 1, &example);
-            return Vec::new();
+            return (Vec::new(), AckReason::Refused);
         }
         let decoded = match subscription.payloads.decode(topic, payload, unix_now_ms()) {
             Ok(decoded) => decoded,
@@ -375,16 +390,17 @@ impl Source {
                 let shown = &payload[..payload.len().min(EXAMPLE_BYTES)];
                 let example = String::from_utf8_lossy(shown).into_owned();
                 self.refuse(topic, reason, 1, &example);
-                return Vec::new();
+                return (Vec::new(), AckReason::PayloadFormatInvalid);
             }
         };
         if decoded.len() > MAX_READINGS_PER_BATCH {
             let example = format!("{} records", decoded.len());
             self.refuse(topic, "too_many_records", decoded.len() as u64, &example);
-            return Vec::new();
+            return (Vec::new(), AckReason::Refused);
         }
         let prefix = subscription.sensor_prefix.clone();
         let mut readings = Vec::with_capacity(decoded.len());
+        let mut reason = AckReason::Refused;
         for reading in decoded {
             let sensor = format!("{prefix}{}", reading.sensor_id);
             let Some(sensor_unit) = self.sensors.unit(&sensor) else {
@@ -395,6 +411,7 @@ impl Source {
                 && !scope.iter().any(|p| sensor.starts_with(p.as_str()))
             {
                 self.refuse(topic, "out_of_scope", 1, &sensor);
+                reason = AckReason::NotAuthorized;
                 continue;
             }
             let factor = match reading.unit.as_deref() {
@@ -417,7 +434,7 @@ impl Source {
                 quality: None,
             });
         }
-        readings
+        (readings, reason)
     }
 
     /// The twin answered message `seq`: count its readings and refusals,
@@ -427,6 +444,8 @@ impl Source {
             return;
         };
         let mut not_new = 0u64;
+        let mut refused = 0usize;
+        let mut reason = AckReason::Refused;
         for not in &ack.not_accepted {
             if not.outcome == ReadingOutcome::Duplicate {
                 // Sent again by the broker (or twice by the device).
@@ -437,6 +456,10 @@ impl Source {
                 continue;
             }
             not_new += 1;
+            refused += 1;
+            if not.outcome == ReadingOutcome::OutOfScope {
+                reason = AckReason::NotAuthorized;
+            }
             let example = usize::try_from(not.index)
                 .ok()
                 .and_then(|i| handed.sensors.get(i))
@@ -446,6 +469,12 @@ impl Source {
         }
         let recorded = (handed.sensors.len() as u64).saturating_sub(not_new);
         self.stats.readings.fetch_add(recorded, Ordering::Relaxed);
+        if refused == handed.sensors.len()
+            && let Some(entry) = self.queue.get_mut(seq)
+        {
+            // Every reading refused: MQTT 5 tells the publisher why.
+            entry.reason = reason;
+        }
         self.queue.settle(seq);
     }
 

@@ -19,12 +19,15 @@ pub const ACK_LATENCY_BUCKETS: usize = 62;
 #[derive(Debug)]
 pub struct AckLatency {
     buckets: [AtomicU64; ACK_LATENCY_BUCKETS],
+    /// Sum of every latency recorded, µs.
+    sum_us: AtomicU64,
 }
 
 impl Default for AckLatency {
     fn default() -> Self {
         Self {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
         }
     }
 }
@@ -41,12 +44,19 @@ impl AckLatency {
     /// Counts one acknowledgement that took `latency`.
     pub fn record(&self, latency: Duration) {
         let us = latency.as_secs_f64() * 1e6;
+        let whole_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.sum_us.fetch_add(whole_us, Ordering::Relaxed);
         let index = if us <= FIRST_BUCKET_US {
             0
         } else {
             ((us / FIRST_BUCKET_US).ln() / BUCKET_RATIO.ln()).ceil() as usize
         };
         self.buckets[index.min(ACK_LATENCY_BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sum of every latency recorded so far, seconds.
+    pub fn sum_secs(&self) -> f64 {
+        self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
     }
 
     /// Counts per bucket so far.
@@ -169,5 +179,7 @@ mod tests {
             None
         );
         assert!(AckLatency::bound_secs(ACK_LATENCY_BUCKETS - 2) > 30.0);
+        let sum = latency.sum_secs();
+        assert!((3600.0..3600.2).contains(&sum), "{sum}");
     }
 }

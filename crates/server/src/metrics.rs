@@ -342,6 +342,29 @@ fn encode_mqtt(
                 .encode(family.encode_family(&[("source", source.name.as_str())])?)?;
         }
     }
+    let mut latency = encoder.encode_descriptor(
+        "polis_mqtt_ack_duration",
+        "Arrival of a QoS 1 message to its PUBACK being queued for the broker (its readings applied and durable, every earlier message acknowledged).",
+        Some(&Unit::Seconds),
+        MetricType::Histogram,
+    )?;
+    for source in sources {
+        let counts = source.ack_latency.counts();
+        // Per-bucket counts without the last (open) one; the encoder makes
+        // them cumulative and adds `+Inf` with the total.
+        let bounded = polis_mqtt::ACK_LATENCY_BUCKETS - 1;
+        let buckets: Vec<(f64, u64)> = (0..bounded)
+            .map(|i| (polis_mqtt::AckLatency::bound_secs(i), counts[i]))
+            .collect();
+        latency
+            .encode_family(&[("source", source.name.as_str())])?
+            .encode_histogram::<NoLabelSet>(
+                source.ack_latency.sum_secs(),
+                counts.iter().sum(),
+                &buckets,
+                None,
+            )?;
+    }
     let mut refused = encoder.encode_descriptor(
         "polis_mqtt_refused",
         "Readings (or whole messages) of the source refused, by reason.",
