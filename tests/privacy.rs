@@ -213,3 +213,151 @@ async fn a_resident_sees_its_own_home_raw_and_nobody_elses() {
         "{refused:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_residents_export_holds_its_data_and_erasure_removes_it_from_every_history_path() {
+    use polis_server::resident::{DataFiles, erase, export};
+    let server = TestServer::start();
+    let town = area([-400.0, -35.0], [400.0, 50.0]);
+    let mut gateway = server.gateway().await;
+    gateway
+        .push(vec![
+            reading(HOUSE, 1_000, 3.25),
+            reading(HOUSE, 2_000, 3.5),
+            reading("meter-b-east-1", 1_000, 7.5),
+        ])
+        .await;
+    // The operator watches the households raw: audited.
+    let mut operator = server.viewer_with(VIEWER_TOKEN, town, vec![]).await;
+    operator
+        .until(WAIT, |v| v.values.get(HOUSE) == Some(&(2_000, 3.5)))
+        .await;
+
+    let history = server.data_dir.path().join("history.sqlite");
+    let audit = server.data_dir.path().join("audit.log");
+    let files = DataFiles {
+        history: &history,
+        audit: &audit,
+    };
+    let house = [HOUSE.to_owned()];
+    let exported = export(
+        &files,
+        &tiny(),
+        &polis_twin::PrivacyOptions::default(),
+        &house,
+        "resident-west-1",
+    )
+    .expect("export");
+    assert_eq!(exported.sensors.len(), 1);
+    let readings: Vec<(i64, f64)> = exported.sensors[0]
+        .readings
+        .iter()
+        .map(|r| (r.device_time_ms, r.value))
+        .collect();
+    assert_eq!(
+        readings,
+        [(1_000, 3.25), (2_000, 3.5)],
+        "all of it, nothing else"
+    );
+    assert_eq!(exported.sensors[0].unit.as_deref(), Some("kW"));
+    assert!(
+        exported
+            .derived
+            .iter()
+            .all(|d| d.households >= 3 && d.from == house),
+        "{:?}",
+        exported.derived
+    );
+    assert!(
+        exported
+            .access
+            .iter()
+            .any(|e| e["who"] == "control-room" && e["what"] == "subscribe"),
+        "who saw it raw: {:?}",
+        exported.access
+    );
+    let csv = exported.to_csv();
+    assert!(csv.contains(&format!("reading,{HOUSE},")), "{csv}");
+    assert!(csv.contains(&format!("access,{HOUSE},")), "{csv}");
+
+    // Erasure, while the server runs.
+    let deleted = erase(&files, &house, None, "resident-west-1").expect("erase");
+    assert_eq!(deleted, 2);
+
+    // No history path returns it any more, for any role: the operator's
+    // history query and time travel, the resident's own query.
+    let handle = *operator
+        .ids
+        .iter()
+        .find(|(_, id)| id.as_str() == HOUSE)
+        .map(|(h, _)| h)
+        .expect("in view");
+    let request = HistoryRequest {
+        request: 7,
+        sensor: handle,
+        from_ms: 0,
+        to_ms: 10_000,
+        every_ms: 0,
+        aggregation: Aggregation::Raw,
+    };
+    operator
+        .session
+        .send(&ClientToServer::History(request.clone()))
+        .await
+        .expect("sent");
+    operator.until(WAIT, |v| !v.history.is_empty()).await;
+    assert!(
+        operator.history[0].points.is_empty(),
+        "{:?}",
+        operator.history
+    );
+    let mut resident = server.viewer_with(RESIDENT_TOKEN, town, vec![]).await;
+    resident
+        .until(WAIT, |v| v.ids.values().any(|id| id == HOUSE))
+        .await;
+    let own = *resident
+        .ids
+        .iter()
+        .find(|(_, id)| id.as_str() == HOUSE)
+        .map(|(h, _)| h)
+        .expect("own meter");
+    resident
+        .session
+        .send(&ClientToServer::History(HistoryRequest {
+            sensor: own,
+            ..request.clone()
+        }))
+        .await
+        .expect("sent");
+    resident.until(WAIT, |v| !v.history.is_empty()).await;
+    assert!(
+        resident.history[0].points.is_empty(),
+        "{:?}",
+        resident.history
+    );
+    operator.travel(town, Some(1_500), 0.0).await;
+    operator
+        .until(WAIT, |v| {
+            v.snapshots_complete == 2 && v.values.get("meter-b-east-1") == Some(&(1_000, 7.5))
+        })
+        .await;
+    assert_eq!(operator.values.get(HOUSE), None, "erased from time travel");
+
+    // Both requests are in the audit log.
+    let log = std::fs::read_to_string(&audit).expect("audit log");
+    let entries: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["what"] == "export" && e["who"] == "resident-west-1")
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["what"] == "erase" && e["count"] == 2 && e["sensors"][0] == HOUSE),
+        "{entries:?}"
+    );
+}

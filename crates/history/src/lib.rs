@@ -18,10 +18,12 @@
 //! server acknowledges a batch. Reads use their own connections
 //! ([`HistoryReader`]) and never wait for the writer.
 
+mod erase;
 mod reader;
 mod store;
 mod writer;
 
+pub use erase::erase_readings;
 pub use reader::{Aggregate, Bucket, HistoryReader, RecordedValue};
 pub use store::{History, HistoryError, HistoryOptions, SensorKey, Synchronous};
 pub use writer::{HistoryWriter, Rejected, Row, WriterStats};

@@ -37,6 +37,9 @@ struct Entry<'a> {
     from: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     to: Option<String>,
+    /// Rows a request affected (erasure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
 }
 
 fn now() -> String {
@@ -93,6 +96,7 @@ impl AuditLog {
             at: at_ms.map(format_time_ms),
             from: None,
             to: None,
+            count: None,
         });
     }
 
@@ -106,6 +110,30 @@ impl AuditLog {
             at: None,
             from: Some(format_time_ms(from_ms)),
             to: Some(format_time_ms(to_ms)),
+            count: None,
+        });
+    }
+
+    /// Records a resident's request (`export`, `erase`) about `sensors`,
+    /// made by or for `who`: up to `before_ms` if limited, affecting
+    /// `count` rows if it changed any.
+    pub fn request(
+        &self,
+        who: &str,
+        what: &str,
+        sensors: &[String],
+        before_ms: Option<i64>,
+        count: Option<u64>,
+    ) {
+        self.write(&Entry {
+            time: now(),
+            who,
+            what,
+            sensors,
+            at: None,
+            from: None,
+            to: before_ms.map(format_time_ms),
+            count,
         });
     }
 }

@@ -13,6 +13,7 @@ mod memory;
 mod metrics;
 mod mqtt;
 mod playback;
+pub mod resident;
 mod server;
 mod startup;
 mod ticks;

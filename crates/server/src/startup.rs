@@ -122,12 +122,7 @@ pub(crate) fn open_parts(
         restored,
         playback,
         audit,
-        privacy: PrivacyOptions {
-            k: config.privacy.k,
-            k_planner: config.privacy.k_planner,
-            block_m: config.privacy.block_m,
-            district_m: config.privacy.district_m,
-        },
+        privacy: config.privacy_options(),
         retention,
         max_clock_skew_ms: config.limits.max_clock_skew_ms(),
         mqtt,

@@ -418,3 +418,121 @@ fn audit_reads_the_log_filtered_and_reports_torn_lines() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the audit log"));
 }
+
+#[test]
+fn resident_export_and_erase_answer_for_the_token_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let history_path = data.join("history.sqlite");
+    {
+        let history = polis_history::History::open(
+            &history_path,
+            &[("meter-b-west-1", true), ("meter-b-east-1", true)],
+            polis_history::HistoryOptions::default(),
+        )
+        .expect("history opens");
+        let key = |id: &str| history.key(id).expect("registered");
+        let row = |sensor, device_time_ms, value| polis_history::Row {
+            sensor,
+            device_time_ms,
+            value,
+            quality: None,
+        };
+        history
+            .writer()
+            .append_blocking(vec![
+                row(key("meter-b-west-1"), 1_700_000_000_000, 3.25),
+                row(key("meter-b-west-1"), 1_700_000_060_000, 3.5),
+                row(key("meter-b-east-1"), 1_700_000_000_000, 7.5),
+            ])
+            .expect("rows written");
+        history.close().expect("closed");
+    }
+    let scene = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenes/tiny.json");
+    let config = dir.path().join("polis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "scene = {:?}\ndata_dir = {:?}\n\n[[token]]\nname = \"home-west-1\"\nrole = \"resident\"\nsha256 = \"{}\"\nsensors = [\"meter-b-west-1\"]\n",
+            scene.display().to_string(),
+            data.display().to_string(),
+            "ab".repeat(32)
+        ),
+    )
+    .expect("config written");
+    let polis = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_polis"))
+            .arg("resident")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("polis runs")
+    };
+
+    let out = polis(&["export", "--resident", "home-west-1"]);
+    assert!(out.status.success(), "{out:?}");
+    let exported: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let sensors = exported["sensors"].as_array().expect("sensors");
+    assert_eq!(sensors.len(), 1, "only the home's: {exported}");
+    assert_eq!(sensors[0]["id"], "meter-b-west-1");
+    let values: Vec<f64> = sensors[0]["readings"]
+        .as_array()
+        .expect("readings")
+        .iter()
+        .map(|r| r["value"].as_f64().expect("value"))
+        .collect();
+    assert_eq!(values, [3.25, 3.5]);
+    assert_eq!(sensors[0]["readings"][0]["time"], "2023-11-14T22:13:20Z");
+
+    let out = polis(&["export", "--resident", "home-west-1", "--csv"]);
+    assert!(out.status.success(), "{out:?}");
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        csv.starts_with("record,sensor,time,value,quality,detail\r\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("reading,meter-b-west-1,2023-11-14T22:13:20Z,3.25,,kW\r\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("access,meter-b-west-1,"),
+        "the first export is audited: {csv}"
+    );
+
+    // Erase what came before the second reading, then the rest.
+    let out = polis(&[
+        "erase",
+        "--resident",
+        "home-west-1",
+        "--before",
+        "2023-11-14T22:14:00Z",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("erased 1 recorded readings"),
+        "{out:?}"
+    );
+    let out = polis(&["erase", "--resident", "home-west-1"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("erased 1 recorded readings"),
+        "{out:?}"
+    );
+    let reader = polis_history::HistoryReader::open(&history_path).expect("reader");
+    assert_eq!(reader.count("meter-b-west-1").expect("count"), 0);
+    assert_eq!(
+        reader.count("meter-b-east-1").expect("count"),
+        1,
+        "the neighbour's stays"
+    );
+
+    // A name that is no resident's is refused.
+    let out = polis(&["erase", "--resident", "nobody"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no token named `nobody`"));
+    let log = std::fs::read_to_string(data.join("audit.log")).expect("audit log");
+    assert_eq!(log.matches("\"what\":\"export\"").count(), 2, "{log}");
+    assert_eq!(log.matches("\"what\":\"erase\"").count(), 2, "{log}");
+}

@@ -18,6 +18,7 @@ mod apply;
 mod budget;
 mod city;
 mod components;
+mod derived;
 mod index;
 mod interest;
 mod messages;
@@ -32,6 +33,7 @@ pub use apply::{DeviceTimeLimit, IngestCounters, classify_reading};
 pub use budget::{InterestBudget, TwinClock};
 pub use city::{AssetTable, CityTooLarge, SensorTable};
 pub use components::{Audience, StoredReading, Travel, ViewerState};
+pub use derived::{DerivedAggregate, aggregates_fed_by};
 pub use index::{IndexedItem, ItemRef, SpatialIndex};
 pub use interest::{InterestPending, ViewerBacklog};
 pub use messages::{

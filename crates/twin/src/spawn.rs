@@ -61,8 +61,8 @@ pub(crate) struct City {
     info: TwinInfo,
     index: SpatialIndex,
     assets: AssetTable,
-    sensors: SensorTable,
-    aggregates_of: AggregatesOf,
+    pub(crate) sensors: SensorTable,
+    pub(crate) aggregates_of: AggregatesOf,
     dirty: DirtyAggregates,
 }
 

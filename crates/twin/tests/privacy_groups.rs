@@ -304,3 +304,37 @@ fn no_role_but_operators_receives_a_value_of_fewer_than_its_k_households() {
         );
     }
 }
+
+#[test]
+fn a_residents_export_names_every_aggregate_its_meter_feeds_and_its_size() {
+    let options = PrivacyOptions {
+        k: K,
+        k_planner: K_PLANNER,
+        ..PrivacyOptions::default()
+    };
+    let scene = scene();
+    // A meter of b3 feeds its building's planner group (3 households)
+    // and block B's public group (b3 + b4: 7).
+    let derived =
+        aggregates_fed_by(&scene, &options, &["meter-b3-0".to_owned()]).expect("scene builds");
+    let planners: Vec<_> = derived
+        .iter()
+        .filter(|d| d.shown_to == "planners")
+        .collect();
+    let public: Vec<_> = derived.iter().filter(|d| d.shown_to == "public").collect();
+    assert_eq!(planners.len(), 1, "{derived:?}");
+    assert_eq!(planners[0].households, 3);
+    assert_eq!(public.len(), 1, "{derived:?}");
+    assert_eq!(public[0].households, 7, "{derived:?}");
+    assert!(derived.iter().all(|d| d.from == ["meter-b3-0"]));
+    // The lone house far away feeds nothing: too few in its district.
+    let none =
+        aggregates_fed_by(&scene, &options, &["meter-b6-0".to_owned()]).expect("scene builds");
+    assert!(none.is_empty(), "{none:?}");
+    // Unknown ids are skipped.
+    assert!(
+        aggregates_fed_by(&scene, &options, &["no-such".to_owned()])
+            .expect("scene builds")
+            .is_empty()
+    );
+}

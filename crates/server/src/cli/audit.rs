@@ -32,7 +32,7 @@ pub(crate) struct AuditArgs {
     /// Only entries of this token name (`who`).
     #[arg(long)]
     who: Option<String>,
-    /// Only entries of this kind: subscribe, time_travel, history.
+    /// Only entries of this kind: subscribe, time_travel, history, export, erase.
     #[arg(long)]
     what: Option<String>,
     /// Only entries written at or after this time, RFC 3339.

@@ -13,6 +13,7 @@ mod progress;
 mod push;
 mod replay;
 mod replay_mqtt;
+mod resident;
 mod scene;
 mod serve;
 mod token;
@@ -63,6 +64,10 @@ enum Command {
     /// Read the audit log of access to personal data (who saw which
     /// households' sensors, when), filtered by sensor, who, kind and time.
     Audit(audit::AuditArgs),
+    /// Answer a resident's request: export everything held about their
+    /// home, or erase its recorded readings (audited).
+    #[command(subcommand)]
+    Resident(resident::ResidentCommand),
     /// Drive a server's twin with feeds built from real data (SimBench load
     /// and PV profiles, a real water-flow series, EPANET demand patterns,
     /// transit along the real routes) in simulated time, as a gateway or
@@ -125,6 +130,7 @@ pub fn run() -> ExitCode {
         Command::Watch(args) => watch::run(args),
         Command::History(args) => history::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Resident(command) => resident::run(command),
         Command::Replay(args) => replay::run(args),
     };
     match result {

@@ -393,6 +393,16 @@ impl Config {
         Ok(config)
     }
 
+    /// How the twin aggregates personal data under this configuration.
+    pub fn privacy_options(&self) -> polis_twin::PrivacyOptions {
+        polis_twin::PrivacyOptions {
+            k: self.privacy.k,
+            k_planner: self.privacy.k_planner,
+            block_m: self.privacy.block_m,
+            district_m: self.privacy.district_m,
+        }
+    }
+
     /// The effective configuration: defaults, then the file (if any), then
     /// each override in order (`(source name, dotted key, value text)`, e.g.
     /// environment variables, then command-line flags), then checked.

@@ -1,0 +1,223 @@
+//! Data-subject requests of residents: everything Polis holds about a
+//! home's sensors ([`export`]: recorded readings, the aggregates derived
+//! from them and who is shown those, and every audited access), and
+//! erasure of their recorded readings ([`erase`]).
+//!
+//! Both work on the data directory itself, so the operator can answer a
+//! request whether or not the server runs: history is SQLite in WAL mode
+//! (its own connection beside the server's writer), and every history path
+//! of the server — history queries, sparklines, time travel — reads that
+//! file, so an erasure takes effect on all of them at once. Each request is
+//! itself written to the audit log.
+
+use std::io::BufRead;
+use std::path::Path;
+
+use anyhow::Context as _;
+use polis_history::HistoryReader;
+use polis_scene::Scene;
+use polis_twin::{DerivedAggregate, PrivacyOptions, aggregates_fed_by};
+
+use crate::audit::AuditLog;
+use crate::cli::format_time_ms;
+
+/// Everything held about a home's sensors.
+#[derive(Debug, serde::Serialize)]
+pub struct ResidentExport {
+    /// The sensors asked about, with their recorded readings.
+    pub sensors: Vec<SensorExport>,
+    /// The aggregates that include them, and who is shown each.
+    pub derived: Vec<DerivedAggregate>,
+    /// Every audit-log entry naming any of them (who was shown their raw
+    /// values, read their history, exported or erased them), as written.
+    pub access: Vec<serde_json::Value>,
+}
+
+/// One sensor of the home.
+#[derive(Debug, serde::Serialize)]
+pub struct SensorExport {
+    /// Its id.
+    pub id: String,
+    /// What it measures, per the scene (absent if the scene does not have it).
+    pub quantity: Option<String>,
+    /// Its unit, per the scene.
+    pub unit: Option<String>,
+    /// Every recorded reading, by device time.
+    pub readings: Vec<ExportedReading>,
+}
+
+/// One recorded reading.
+#[derive(Debug, serde::Serialize)]
+pub struct ExportedReading {
+    /// Device time, RFC 3339.
+    pub time: String,
+    /// Device time, ms since the Unix epoch.
+    pub device_time_ms: i64,
+    /// The value, in the sensor's unit.
+    pub value: f64,
+    /// Quality flag (0 good, 1 uncertain, 2 bad), if any.
+    pub quality: Option<u8>,
+}
+
+/// Where a data directory keeps what a request reads and writes.
+#[derive(Debug, Clone)]
+pub struct DataFiles<'a> {
+    /// The history store (`<data dir>/history.sqlite` by default).
+    pub history: &'a Path,
+    /// The audit log (`<data dir>/audit.log`).
+    pub audit: &'a Path,
+}
+
+/// Everything held about `sensors` (a home's sensor ids) in `files`, with
+/// the aggregates a twin of `scene` under `privacy` derives from them.
+/// Writes an `export` entry for `who` to the audit log afterwards.
+pub fn export(
+    files: &DataFiles<'_>,
+    scene: &Scene,
+    privacy: &PrivacyOptions,
+    sensors: &[String],
+    who: &str,
+) -> anyhow::Result<ResidentExport> {
+    let reader = if files.history.exists() {
+        Some(HistoryReader::open(files.history)?)
+    } else {
+        None
+    };
+    let mut exported = Vec::with_capacity(sensors.len());
+    for id in sensors {
+        let in_scene = scene.sensors.iter().find(|s| &s.id == id);
+        let readings = match &reader {
+            Some(reader) if reader.key(id).is_ok() => reader
+                .readings(id, i64::MIN, i64::MAX)?
+                .into_iter()
+                .map(|r| ExportedReading {
+                    time: format_time_ms(r.device_time_ms),
+                    device_time_ms: r.device_time_ms,
+                    value: r.value,
+                    quality: r.quality,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        exported.push(SensorExport {
+            id: id.clone(),
+            quantity: in_scene.map(|s| s.quantity.clone()),
+            unit: in_scene.map(|s| s.unit.clone()),
+            readings,
+        });
+    }
+    let derived = aggregates_fed_by(scene, privacy, sensors)
+        .map_err(|err| anyhow::anyhow!("the scene cannot be built: {err}"))?;
+    let access = audit_entries_naming(files.audit, sensors)?;
+    AuditLog::open(files.audit)?.request(who, "export", sensors, None, None);
+    Ok(ResidentExport {
+        sensors: exported,
+        derived,
+        access,
+    })
+}
+
+/// Deletes the recorded readings of `sensors` in `files` (those before
+/// `before_ms`, or all), and writes an `erase` entry for `who` with the
+/// count to the audit log; returns the count.
+pub fn erase(
+    files: &DataFiles<'_>,
+    sensors: &[String],
+    before_ms: Option<i64>,
+    who: &str,
+) -> anyhow::Result<u64> {
+    let deleted = polis_history::erase_readings(files.history, sensors, before_ms)?;
+    AuditLog::open(files.audit)?.request(who, "erase", sensors, before_ms, Some(deleted));
+    Ok(deleted)
+}
+
+/// The audit entries naming any of `sensors`, in the order written; a line
+/// that is not JSON (a torn last line after a crash) is skipped.
+fn audit_entries_naming(path: &Path, sensors: &[String]) -> anyhow::Result<Vec<serde_json::Value>> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot read {}", path.display()));
+        }
+    };
+    let mut entries = Vec::new();
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let names_one = entry["sensors"].as_array().is_some_and(|named| {
+            named
+                .iter()
+                .any(|s| sensors.iter().any(|own| s == own.as_str()))
+        });
+        if names_one {
+            entries.push(entry);
+        }
+    }
+    Ok(entries)
+}
+
+impl ResidentExport {
+    /// The export as CSV: one row per reading, derived aggregate and access,
+    /// `record,sensor,time,value,quality,detail` (RFC 4180 quoting).
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("record,sensor,time,value,quality,detail\r\n");
+        let mut row = |fields: [&str; 6]| {
+            let quoted: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+            out.push_str(&quoted.join(","));
+            out.push_str("\r\n");
+        };
+        for sensor in &self.sensors {
+            for reading in &sensor.readings {
+                let quality = reading.quality.map(|q| q.to_string()).unwrap_or_default();
+                let unit = sensor.unit.clone().unwrap_or_default();
+                row([
+                    "reading",
+                    &sensor.id,
+                    &reading.time,
+                    &reading.value.to_string(),
+                    &quality,
+                    &unit,
+                ]);
+            }
+        }
+        for derived in &self.derived {
+            let detail = format!(
+                "{} (shown to {}, {} households)",
+                derived.id, derived.shown_to, derived.households
+            );
+            for sensor in &derived.from {
+                row(["derived", sensor, "", "", "", &detail]);
+            }
+        }
+        for entry in &self.access {
+            let time = entry["time"].as_str().unwrap_or_default();
+            let who = entry["who"].as_str().unwrap_or_default();
+            let what = entry["what"].as_str().unwrap_or_default();
+            let detail = format!("{what} by {who}");
+            let named: Vec<&str> = entry["sensors"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+                .unwrap_or_default();
+            for sensor in self
+                .sensors
+                .iter()
+                .filter(|s| named.contains(&s.id.as_str()))
+            {
+                row(["access", &sensor.id, time, "", "", &detail]);
+            }
+        }
+        out
+    }
+}
+
+/// One CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
