@@ -367,3 +367,105 @@ async fn mqtts_with_a_ca_file_and_a_password_from_a_file() {
         "a wrong password is refused"
     );
 }
+
+/// A subscription of `format` on `filter`.
+fn subscription(filter: &str, format: PayloadFormat) -> MqttSubscribeConfig {
+    MqttSubscribeConfig {
+        filter: filter.into(),
+        format,
+        topic: None,
+        sensor_pointer: None,
+        value_pointer: None,
+        time_pointer: None,
+        time_format: None,
+        sensor_prefix: String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senml_cbor_mapped_json_and_bare_numbers_through_mosquitto_reach_a_viewer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Mosquitto::start(dir.path());
+    let server = TestServer::start_configured(tiny(), |config| {
+        let mut source = source(broker.port, MqttVersion::V5);
+        source.subscribe = vec![
+            subscription("cbor/#", PayloadFormat::SenmlCbor),
+            MqttSubscribeConfig {
+                topic: Some("json/{sensor}".into()),
+                value_pointer: Some("/reading/value".into()),
+                time_pointer: Some("/reading/at".into()),
+                time_format: Some(polis_server::TimeFormatName::Rfc3339),
+                ..subscription("json/+", PayloadFormat::Json)
+            },
+            MqttSubscribeConfig {
+                topic: Some("num/{sensor}".into()),
+                ..subscription("num/+", PayloadFormat::Number)
+            },
+        ];
+        config.mqtt = vec![source];
+    });
+    let stats = mqtt_stats(&server);
+    subscribed(&stats, 3).await;
+    let mut viewer = server.viewer(west(), vec![]).await;
+    viewer.until(WAIT, |v| v.snapshots_complete == 1).await;
+
+    // SenML CBOR (RFC 8428 §6: integer labels bn = -2, n = 0, u = 1,
+    // v = 2, t = 6), a base name and two records, 1.5 kW and 750 W.
+    let t0_ms = (now_ms() / 1000 - 60) * 1000;
+    let t0_s = t0_ms / 1000;
+    use ciborium::Value;
+    let int = |i: i64| Value::Integer(i.into());
+    let record = |fields: Vec<(i64, Value)>| {
+        Value::Map(fields.into_iter().map(|(k, v)| (int(k), v)).collect())
+    };
+    let pack = Value::Array(vec![
+        record(vec![
+            (-2, Value::Text("meter-b-west-".into())),
+            (0, Value::Text("1".into())),
+            (1, Value::Text("kW".into())),
+            (2, Value::Float(1.5)),
+            (6, int(t0_s)),
+        ]),
+        record(vec![
+            (0, Value::Text("2".into())),
+            (1, Value::Text("W".into())),
+            (2, Value::Float(750.0)),
+            (6, int(t0_s + 1)),
+        ]),
+    ]);
+    let mut cbor = Vec::new();
+    ciborium::into_writer(&pack, &mut cbor).expect("CBOR");
+    let publisher = Publisher::connect(broker.port, "gateway-formats").await;
+    publisher.publish(1, "cbor/west", cbor).await;
+    publisher
+        .publish(
+            2,
+            "json/air-west",
+            br#"{"reading":{"value":8.25,"at":"2026-12-01T10:00:00Z"}}"#.to_vec(),
+        )
+        .await;
+    // A bare number: its time is when it arrives.
+    let before_ms = now_ms();
+    publisher
+        .publish(3, "num/count-stop-west", b"12".to_vec())
+        .await;
+    publisher.wait_acked(1..=3, WAIT).await;
+    let after_ms = now_ms();
+
+    viewer
+        .until(WAIT, |v| {
+            v.values.get("meter-b-west-1") == Some(&(t0_ms, 1.5))
+                && v.values.get("meter-b-west-2") == Some(&(t0_ms + 1_000, 0.75))
+                && v.values.get("air-west") == Some(&(1_796_119_200_000, 8.25))
+                && v.values
+                    .get("count-stop-west")
+                    .is_some_and(|(_, v)| *v == 12.0)
+        })
+        .await;
+    let (arrived_ms, _) = viewer.values["count-stop-west"];
+    assert!(
+        (before_ms - 1_000..=after_ms + 1_000).contains(&arrived_ms),
+        "a bare number is stamped with its arrival: {arrived_ms} not in {before_ms}..{after_ms}"
+    );
+    assert!(stats.refused().is_empty(), "{:?}", stats.refused());
+}
