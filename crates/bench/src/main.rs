@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod child;
+mod dp;
 mod fanout;
 mod ingest;
 mod layout;
@@ -57,6 +58,10 @@ enum Command {
     /// bench) doing the same job with per-sensor topics under spatial tile
     /// prefixes.
     Fanout(fanout::FanoutArgs),
+    /// What differential privacy on public aggregates costs in accuracy:
+    /// the bundled city driven by the replay's load profiles, noisy public
+    /// aggregates against exact ones in the same run.
+    Dp(dp::DpArgs),
     /// The system under test, started by the scenarios themselves.
     #[command(hide = true)]
     Target {
@@ -106,6 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pin::pin_current_thread(cores.server)?;
             scale::run(args, cores)
         }
+        Command::Dp(args) => dp::run(args),
         Command::Target { .. } => Ok(ExitCode::SUCCESS),
     }
 }

@@ -44,6 +44,8 @@ pub(crate) struct Parts {
     pub(crate) audit: AuditLog,
     /// The privacy rules the twin's aggregates follow.
     pub(crate) privacy: PrivacyOptions,
+    /// Differential privacy for public aggregates, if on.
+    pub(crate) noise: Option<polis_twin::NoiseOptions>,
     /// The retention thread, when personal readings expire.
     pub(crate) retention: Option<std::thread::JoinHandle<()>>,
     /// How far ahead of the clock device times may be, ms.
@@ -123,11 +125,35 @@ pub(crate) fn open_parts(
         playback,
         audit,
         privacy: config.privacy_options(),
+        noise: open_noise(config)?,
         retention,
         max_clock_skew_ms: config.limits.max_clock_skew_ms(),
         mqtt,
         interest_budget: config.limits.interest_budget(),
     })
+}
+
+/// The noise settings when differential privacy is on, with the secret
+/// key from `<data dir>/dp.key` (32 random bytes, created on first use and
+/// kept: the same release must get the same noise after a restart).
+fn open_noise(config: &Config) -> anyhow::Result<Option<polis_twin::NoiseOptions>> {
+    if config.privacy.dp_epsilon <= 0.0 {
+        return Ok(None);
+    }
+    let path = config.data_dir.join("dp.key");
+    let key = crate::tokens::secret_key(&path)
+        .with_context(|| format!("cannot read or create {}", path.display()))?;
+    let options = config.noise_options(key);
+    if let Some(options) = &options {
+        tracing::info!(
+            epsilon = options.epsilon,
+            window_hours = config.privacy.dp_window_hours,
+            releases = options.releases,
+            "public aggregates are released with differential privacy (Laplace noise, key {})",
+            path.display()
+        );
+    }
+    Ok(options)
 }
 
 /// Creates the data directory if it is missing.

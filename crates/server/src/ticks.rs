@@ -53,6 +53,7 @@ fn build_app(scene: Scene, parts: Parts, observed: ObservedHandle) -> App {
         playback,
         audit,
         privacy,
+        noise,
         max_clock_skew_ms,
         interest_budget,
         ..
@@ -70,12 +71,14 @@ fn build_app(scene: Scene, parts: Parts, observed: ObservedHandle) -> App {
     if let Some(playback) = playback {
         app.insert_resource(playback);
     }
+    let mut twin = TwinPlugin::new(scene)
+        .with_latest(restored)
+        .with_privacy(privacy);
+    if let Some(noise) = noise {
+        twin = twin.with_public_noise(noise, unix_now_ms());
+    }
     app.add_plugins((TaskPoolPlugin::default(), TimePlugin))
-        .add_plugins(
-            TwinPlugin::new(scene)
-                .with_latest(restored)
-                .with_privacy(privacy),
-        )
+        .add_plugins(twin)
         .add_plugins((
             PickPlugin,
             NetBridgePlugin,

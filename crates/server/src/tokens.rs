@@ -114,6 +114,26 @@ pub fn generated_token(data_dir: &Path, role: Access) -> std::io::Result<(String
     Ok((token, path))
 }
 
+/// A 32-byte secret kept in `path` (hex), created with fresh random bytes on
+/// first use; a file that is not 64 hex digits is an error, never replaced
+/// (replacing it would change every noise already released).
+pub(crate) fn secret_key(path: &Path) -> std::io::Result<[u8; 32]> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => hex::decode(text.trim())
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "not 64 hex digits")
+            }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::random();
+            write_private(path, format!("{}\n", hex::encode(key)).as_bytes())?;
+            Ok(key)
+        }
+        Err(err) => Err(err),
+    }
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
@@ -162,6 +182,28 @@ pub fn server_tokens(config: &Config) -> anyhow::Result<ServerTokens> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_noise_key_is_made_once_kept_and_never_replaced() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("dp.key");
+        let key = secret_key(&path).expect("created");
+        assert_eq!(secret_key(&path).expect("read back"), key, "kept");
+        let other = tempfile::tempdir().expect("temp dir");
+        assert_ne!(
+            secret_key(&other.path().join("dp.key")).expect("created"),
+            key,
+            "random per deployment"
+        );
+        std::fs::write(&path, "not a key\n").expect("written");
+        let err = secret_key(&path).expect_err("a broken key is an error");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("still there"),
+            "not a key\n",
+            "never replaced"
+        );
+    }
 
     #[test]
     fn tokens_match_by_hash_and_role() {

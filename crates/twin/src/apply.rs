@@ -6,8 +6,9 @@ use polis_protocol::{
 };
 
 use crate::city::SensorTable;
-use crate::components::StoredReading;
+use crate::components::{Audience, StoredReading};
 use crate::messages::{BatchApplied, IncomingBatch, RecordedReading};
+use crate::noise::{PublicNoise, Release};
 use crate::privacy::{AggregatesOf, DirtyAggregates, combine};
 
 /// Totals of readings since start, by outcome.
@@ -77,6 +78,7 @@ pub(crate) fn apply_readings(
     mut changed: ResMut<ChangedSensors>,
     mut dirty: ResMut<DirtyAggregates>,
     limit: Option<Res<DeviceTimeLimit>>,
+    mut noise: Option<ResMut<PublicNoise>>,
 ) {
     let newest_ms = limit.map(|limit| limit.newest_ms);
     for IncomingBatch {
@@ -153,14 +155,21 @@ pub(crate) fn apply_readings(
     }
     // Once per tick, after every batch: aggregates whose members changed,
     // and at start all of them (restored or not).
-    refresh_aggregates(&mut dirty.0, &mut sensors, &mut changed);
+    refresh_aggregates(
+        &mut dirty.0,
+        &mut sensors,
+        &mut changed,
+        noise.as_deref_mut(),
+    );
 }
 
-/// Recomputes the aggregates whose members changed.
+/// Recomputes the aggregates whose members changed; with differential
+/// privacy on, public aggregates release noisy values (see `noise`).
 fn refresh_aggregates(
     dirty: &mut Vec<u32>,
     sensors: &mut SensorTable,
     changed: &mut ChangedSensors,
+    mut noise: Option<&mut PublicNoise>,
 ) {
     dirty.sort_unstable();
     dirty.dedup();
@@ -168,7 +177,39 @@ fn refresh_aggregates(
         let Some((members, rule)) = sensors.aggregate(handle) else {
             continue;
         };
-        let value = combine(rule, members.iter().map(|&m| sensors.latest(m)));
+        let public = sensors.audience(handle) == Some(Audience::PUBLIC);
+        let value = match noise.as_deref_mut().filter(|_| public) {
+            None => combine(rule, members.iter().map(|&m| sensors.latest(m))),
+            Some(noise) => {
+                let quantity = sensors.quantity(handle).unwrap_or_default();
+                let id = sensors.id(handle).unwrap_or_default();
+                let exact = noise.bounds(quantity).and_then(|(lo, hi)| {
+                    let clamped = members.iter().map(|&m| {
+                        sensors.latest(m).map(|r| StoredReading {
+                            value: r.value.clamp(lo, hi),
+                            ..r
+                        })
+                    });
+                    combine(rule, clamped)
+                });
+                match exact {
+                    None => None,
+                    Some(exact) => match noise.release(
+                        handle,
+                        id,
+                        quantity,
+                        rule.additive,
+                        members.len(),
+                        exact.value,
+                        exact.device_time_ms,
+                    ) {
+                        Release::Value(value) => Some(StoredReading { value, ..exact }),
+                        Release::Hold => continue,
+                        Release::Withheld => None,
+                    },
+                }
+            }
+        };
         if sensors.latest(handle) != value {
             sensors.set_latest(handle, value);
             if value.is_some() {

@@ -22,6 +22,7 @@ mod derived;
 mod index;
 mod interest;
 mod messages;
+mod noise;
 mod pick;
 mod privacy;
 mod spawn;
@@ -41,6 +42,7 @@ pub use messages::{
     PlaybackRequested, RecordedReading, ViewerConnected, ViewerDisconnected, ViewerId,
     ViewerSubscribed,
 };
+pub use noise::{NoiseOptions, laplace};
 pub use pick::{
     DEFAULT_PICKS_PER_TICK, PendingPicks, PickBudget, PickPlugin, PickRequested, PickResponder,
     PickShapes, PickSystems, asset_collider,
@@ -72,6 +74,9 @@ pub struct TwinPlugin {
     scene: std::sync::Mutex<Option<Scene>>,
     restored: std::sync::Mutex<Vec<(String, StoredReading)>>,
     privacy: PrivacyOptions,
+    /// Differential privacy for public aggregates, and the wall-clock time
+    /// (ms since the Unix epoch) the twin starts at.
+    noise: Option<(NoiseOptions, i64)>,
 }
 
 impl TwinPlugin {
@@ -81,7 +86,16 @@ impl TwinPlugin {
             scene: std::sync::Mutex::new(Some(scene)),
             restored: std::sync::Mutex::new(Vec::new()),
             privacy: PrivacyOptions::default(),
+            noise: None,
         }
+    }
+
+    /// Releases public aggregates with Laplace noise per `options` (see
+    /// [`NoiseOptions`]), for a twin starting at wall-clock `now_ms` (ms
+    /// since the Unix epoch): nothing is released in the slot it starts in.
+    pub fn with_public_noise(mut self, options: NoiseOptions, now_ms: i64) -> Self {
+        self.noise = Some((options, now_ms));
+        self
     }
 
     /// Aggregates personal data with these options (default k = 5).
@@ -128,6 +142,9 @@ impl Plugin for TwinPlugin {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         spawn::restore_latest(app.world_mut(), &restored);
+        if let Some((options, now_ms)) = &self.noise {
+            app.insert_resource(noise::PublicNoise::new(options.clone(), *now_ms));
+        }
         app.init_resource::<TwinTick>()
             .init_resource::<IngestCounters>()
             .init_resource::<apply::ChangedSensors>()

@@ -338,3 +338,94 @@ fn a_residents_export_names_every_aggregate_its_meter_feeds_and_its_size() {
             .is_empty()
     );
 }
+
+#[test]
+fn public_aggregates_get_one_noisy_release_per_slot_and_others_stay_exact() {
+    let options = PrivacyOptions {
+        k: K,
+        k_planner: K_PLANNER,
+        block_m: 100.0,
+        district_m: 1_000.0,
+    };
+    // Slots of 10 s (a 40 s window, 4 releases, ε 1 → 0.25 each); the
+    // twin starts in slot 0, which releases nothing.
+    let noise = NoiseOptions {
+        epsilon: 1.0,
+        window_ms: 40_000,
+        releases: 4,
+        bounds: [("active_power".to_owned(), (0.0, 10.0))].into(),
+        key: [42; 32],
+    };
+    let mut app = App::new();
+    app.add_plugins(
+        TwinPlugin::new(scene())
+            .with_privacy(options)
+            .with_public_noise(noise.clone(), 5_000),
+    );
+    app.update();
+    let public = seen_by(&mut app, 1, Access::Public);
+    let planner = seen_by(&mut app, 2, Access::Planner);
+    let derived =
+        aggregates_fed_by(&scene(), &options, &["meter-b3-0".to_owned()]).expect("scene builds");
+    let block_b = derived
+        .iter()
+        .find(|d| d.shown_to == "public")
+        .expect("b3 is in a public group")
+        .id
+        .clone();
+    let b3 = derived
+        .iter()
+        .find(|d| d.shown_to == "planners")
+        .expect("b3 has a planner group")
+        .id
+        .clone();
+    let meters: Vec<String> = {
+        let sensors = app.world().resource::<SensorTable>();
+        (0..sensors.len() as u32)
+            .filter(|&h| sensors.personal(h) == Some(true))
+            .filter_map(|h| sensors.id(h).map(str::to_owned))
+            .collect()
+    };
+    // Every meter at `value`, b3's first at `first` (beyond the range).
+    let all = |value: f64, first: f64| -> Vec<(String, f64)> {
+        meters
+            .iter()
+            .map(|id| (id.clone(), if id == "meter-b3-0" { first } else { value }))
+            .collect()
+    };
+    let scale = 10.0 / 0.25;
+    let mut ids = (BTreeMap::new(), BTreeMap::new());
+    let mut values = (BTreeMap::new(), BTreeMap::new());
+    let mut look = |app: &mut App| {
+        let _ = app;
+        collect(public.drain_frames(1 << 20), &mut ids.0, &mut values.0);
+        collect(planner.drain_frames(1 << 20), &mut ids.1, &mut values.1);
+        (values.0.clone(), values.1.clone())
+    };
+
+    // Slot 0 (the start slot): planners get exact values, the public none.
+    push(&mut app, 3, all(2.0, 50.0));
+    let (public_seen, planner_seen) = look(&mut app);
+    assert_eq!(public_seen.get(&block_b), None, "{public_seen:?}");
+    assert_eq!(planner_seen[&b3], [54.0]);
+
+    // Slot 1: one release, the clamped exact sum (10 + 6 × 2) plus the
+    // noise of (aggregate, slot); the same slot again holds it.
+    push(&mut app, 11, all(2.0, 50.0));
+    let (public_seen, _) = look(&mut app);
+    let first = 22.0 + noise.noise(&block_b, 1, scale);
+    assert_eq!(public_seen[&block_b], [first]);
+    assert_ne!(first, 22.0);
+    push(&mut app, 12, all(3.0, 3.0));
+    let (public_seen, planner_seen) = look(&mut app);
+    assert_eq!(public_seen[&block_b], [first], "held for the slot");
+    assert_eq!(planner_seen[&b3].last(), Some(&9.0), "planners: exact");
+
+    // Slot 2: the next release, with the next slot's noise.
+    push(&mut app, 25, all(4.0, 4.0));
+    let (public_seen, _) = look(&mut app);
+    assert_eq!(
+        public_seen[&block_b],
+        [first, 28.0 + noise.noise(&block_b, 2, scale)]
+    );
+}

@@ -243,6 +243,25 @@ impl Config {
                 self.privacy.block_m.max(1.0),
                 1_000_000.0,
             ),
+            Range::real(
+                "privacy.dp_epsilon",
+                self.privacy.dp_epsilon,
+                0.001,
+                1_000.0,
+            )
+            .or_zero(),
+            Range::real(
+                "privacy.dp_window_hours",
+                self.privacy.dp_window_hours,
+                0.01,
+                24.0 * 366.0,
+            ),
+            Range::integer(
+                "privacy.dp_releases",
+                self.privacy.dp_releases,
+                1,
+                1_000_000,
+            ),
         ];
         ranges.extend(mqtt);
         ranges
@@ -260,6 +279,14 @@ impl Config {
         for range in self.ranges() {
             if let Some(message) = range.problem() {
                 problem(&range.key, &message);
+            }
+        }
+        for (quantity, [lo, hi]) in &self.privacy.dp_bounds {
+            if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+                problem(
+                    &format!("privacy.dp_bounds.{quantity}"),
+                    "must be [lo, hi], finite, with lo < hi",
+                );
             }
         }
         for (index, entry) in self.tokens.iter().enumerate() {

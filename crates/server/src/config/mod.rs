@@ -306,6 +306,19 @@ pub struct PrivacyConfig {
     pub block_m: f64,
     /// Side of a district cell for public aggregates, metres.
     pub district_m: f64,
+    /// Differential privacy for public aggregates: the budget ε each
+    /// aggregate (so each household, per quantity) may spend per window;
+    /// 0 turns it off (the default).
+    pub dp_epsilon: f64,
+    /// The window the budget holds over, hours.
+    pub dp_window_hours: f64,
+    /// Values each public aggregate releases per window, at most (each
+    /// spends `dp_epsilon / dp_releases`).
+    pub dp_releases: u32,
+    /// The range one household's reading counts with, per quantity
+    /// (`[lo, hi]` in the sensor's unit): it sets the noise. Public
+    /// aggregates of a quantity without a range have no value.
+    pub dp_bounds: std::collections::BTreeMap<String, [f64; 2]>,
 }
 
 impl Default for PrivacyConfig {
@@ -315,6 +328,14 @@ impl Default for PrivacyConfig {
             k_planner: 3,
             block_m: 100.0,
             district_m: 500.0,
+            dp_epsilon: 0.0,
+            dp_window_hours: 1.0,
+            dp_releases: 4,
+            dp_bounds: [
+                ("active_power".to_owned(), [0.0, 10.0]),
+                ("pv_power".to_owned(), [0.0, 10.0]),
+            ]
+            .into(),
         }
     }
 }
@@ -391,6 +412,23 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|err| syntax_error(text, path, err))?;
         config.check(path)?;
         Ok(config)
+    }
+
+    /// How public aggregates are noised, when `privacy.dp_epsilon` is set,
+    /// with the deployment's secret `key`.
+    pub fn noise_options(&self, key: [u8; 32]) -> Option<polis_twin::NoiseOptions> {
+        (self.privacy.dp_epsilon > 0.0).then(|| polis_twin::NoiseOptions {
+            epsilon: self.privacy.dp_epsilon,
+            window_ms: (self.privacy.dp_window_hours * 3_600_000.0) as i64,
+            releases: self.privacy.dp_releases,
+            bounds: self
+                .privacy
+                .dp_bounds
+                .iter()
+                .map(|(quantity, [lo, hi])| (quantity.clone(), (*lo, *hi)))
+                .collect(),
+            key,
+        })
     }
 
     /// How the twin aggregates personal data under this configuration.

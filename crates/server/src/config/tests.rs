@@ -237,6 +237,21 @@ fn settings_that_would_panic_or_destroy_data_are_refused() {
             "must be in [2, 4], is 5",
         ),
         (
+            "[privacy]\ndp_epsilon = -1",
+            "privacy.dp_epsilon",
+            "must be 0 or in [0.001, 1000], is -1",
+        ),
+        (
+            "[privacy]\ndp_releases = 0",
+            "privacy.dp_releases",
+            "must be in [1, 1000000], is 0",
+        ),
+        (
+            "[privacy.dp_bounds]\nactive_power = [5.0, 5.0]",
+            "privacy.dp_bounds.active_power",
+            "must be [lo, hi], finite, with lo < hi",
+        ),
+        (
             "[limits]\nmax_area_items_per_tick = 0",
             "limits.max_area_items_per_tick",
             "must be in [10, 10000000], is 0",
