@@ -9,7 +9,7 @@
 //! gone. A full queue stops the source from polling the broker, so a slow
 //! twin slows delivery rather than queueing without bound.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ use crate::queue::AckQueue;
 use crate::settings::SourceSettings;
 use crate::stats::SourceStats;
 use crate::topic::topic_matches;
-use crate::transport::{self, AckReason, Client, EventLoop, Publish, Received};
+use crate::transport::{self, AckReason, EventLoop, Publish, Received};
 
 /// First reconnection delay.
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
@@ -81,9 +81,6 @@ struct Source {
     gateway: u64,
     next_seq: u64,
     queue: AckQueue<Entry>,
-    /// Acknowledgements due, in order, that the connection's request queue
-    /// had no room for yet (it drains as the event loop is polled).
-    outbox: VecDeque<(Publish, AckReason)>,
     handed: HashMap<u64, Handed>,
     log: LogLimiter<String>,
 }
@@ -106,12 +103,11 @@ pub(crate) async fn run_source(
         gateway,
         next_seq: 0,
         queue: AckQueue::new(capacity),
-        outbox: VecDeque::new(),
         handed: HashMap::new(),
         log: LogLimiter::new(Duration::from_secs(60), 1024),
     };
-    let (client, mut eventloop) = transport::connect(&source.settings);
-    let end = source.run(&client, &mut eventloop, stop).await;
+    let mut eventloop = transport::connect(&source.settings);
+    let end = source.run(&mut eventloop, stop).await;
     source.stats.set_connected(false);
     let why = match end {
         End::Stopped => "asked to",
@@ -121,12 +117,7 @@ pub(crate) async fn run_source(
 }
 
 impl Source {
-    async fn run(
-        &mut self,
-        client: &Client,
-        eventloop: &mut EventLoop,
-        mut stop: watch::Receiver<bool>,
-    ) -> End {
+    async fn run(&mut self, eventloop: &mut EventLoop, mut stop: watch::Receiver<bool>) -> End {
         let mut closing = self.port.closing();
         let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_CAP);
         let mut connected = false;
@@ -138,14 +129,14 @@ impl Source {
         let mut summaries = tokio::time::interval(SUMMARY_EVERY);
         summaries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            self.release(client);
+            self.release(eventloop);
             if stopping.is_none() && (*stop.borrow() || *closing.borrow()) {
                 stopping = Some(Instant::now() + DRAIN_DEADLINE);
             }
             if let Some(deadline) = stopping
-                && ((self.queue.is_empty() && self.outbox.is_empty()) || Instant::now() > deadline)
+                && (self.queue.is_empty() || Instant::now() > deadline)
             {
-                self.disconnect(client, eventloop, connected).await;
+                self.disconnect(eventloop, connected).await;
                 return End::Stopped;
             }
             let front = self.queue.first_unsettled();
@@ -157,7 +148,7 @@ impl Source {
                 _ = summaries.tick() => Step::Summarise,
                 answer = wait_answer(&mut self.handed, front), if front.is_some() => Step::Answer(answer),
                 // Full: poll only to write the acknowledgements waiting.
-                event = eventloop.poll(), if !self.full() || !self.outbox.is_empty() => Step::Event(event),
+                event = eventloop.poll(), if !self.full() || eventloop.has_unwritten() => Step::Event(event),
             };
             match outcome {
                 Step::Look => {}
@@ -170,7 +161,7 @@ impl Source {
                         // sends it (and what followed) again.
                         error!(source = %self.settings.name, "history could not store a message's readings ({error}); reconnecting so the broker sends it again");
                         self.forget_connection();
-                        let _ = client.disconnect();
+                        let _ = eventloop.disconnect();
                     }
                     None => return End::TwinGone,
                 },
@@ -187,7 +178,8 @@ impl Source {
                     // Every time: a broker that lost the session (or a first
                     // connection) has none of them.
                     for subscription in &self.settings.subscriptions {
-                        if let Err(err) = client.subscribe(&subscription.filter, self.settings.qos)
+                        if let Err(err) =
+                            eventloop.subscribe(&subscription.filter, self.settings.qos)
                         {
                             warn!(source = %self.settings.name, filter = %subscription.filter, "{err}");
                         }
@@ -206,14 +198,14 @@ impl Source {
                         if overflowed.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
                             warn!(
                                 source = %self.settings.name,
-                                held = self.queue.len() + self.outbox.len(),
+                                held = self.queue.len(),
                                 max_in_flight = self.settings.max_in_flight,
                                 "the broker sends far more unacknowledged messages than the receive maximum; reconnecting with backoff to bound what Polis holds"
                             );
                         }
                         overflowed = Some(Instant::now());
                         self.forget_connection();
-                        let _ = client.disconnect();
+                        let _ = eventloop.disconnect();
                         continue;
                     }
                     if !self.take(publish).await {
@@ -255,40 +247,35 @@ impl Source {
     /// True when a window of messages awaits acknowledgement: take no
     /// more from the broker.
     fn full(&self) -> bool {
-        self.queue.len() + self.outbox.len() >= usize::from(self.settings.max_in_flight.max(1))
+        self.queue.is_full()
     }
 
     /// True when the source holds many times its window: the broker keeps
     /// sending beyond the receive maximum (a 3.1.1 broker has none).
     fn overflowing(&self) -> bool {
         let window = usize::from(self.settings.max_in_flight.max(1));
-        self.queue.len() + self.outbox.len() >= window.saturating_mul(OVERFLOW_FACTOR).max(1024)
+        self.queue.len() >= window.saturating_mul(OVERFLOW_FACTOR).max(1024)
     }
 
     /// Acknowledges every message at the front of the queue whose outcome
-    /// is known, in order (through the outbox while rumqttc's request
-    /// channel is full).
-    fn release(&mut self, client: &Client) {
+    /// is known, in order (queued on the connection, written on its next
+    /// poll).
+    fn release(&mut self, eventloop: &mut EventLoop) {
         while let Some(entry) = self.queue.pop_settled() {
             if let Some(publish) = entry.publish {
                 self.stats.ack_latency.record(entry.received.elapsed());
-                self.outbox.push_back((publish, entry.reason));
+                if let Err(err) = eventloop.ack(&publish, entry.reason) {
+                    // Not acknowledged: the broker sends it again.
+                    warn!(source = %self.settings.name, "{err}");
+                }
             }
-        }
-        while let Some((publish, reason)) = self.outbox.front() {
-            if client.ack(publish, *reason).is_err() {
-                // Full: the next poll of the event loop makes room.
-                break;
-            }
-            self.outbox.pop_front();
         }
     }
 
     /// The connection is gone: messages not yet acknowledged will come
     /// again, so their acknowledgements must not go on the next connection.
     fn forget_connection(&mut self) {
-        let dropped = self.queue.clear() + self.outbox.len();
-        self.outbox.clear();
+        let dropped = self.queue.clear();
         self.handed.clear();
         if dropped > 0 {
             debug!(source = %self.settings.name, dropped, "unacknowledged messages left for the broker to send again");
@@ -297,11 +284,8 @@ impl Source {
 
     /// Sends DISCONNECT (the session stays on the broker) and lets the event
     /// loop write it and the last acknowledgements, briefly.
-    async fn disconnect(&mut self, client: &Client, eventloop: &mut EventLoop, connected: bool) {
-        if !connected {
-            return;
-        }
-        if client.disconnect().is_err() {
+    async fn disconnect(&mut self, eventloop: &mut EventLoop, connected: bool) {
+        if !connected || eventloop.disconnect().is_err() {
             return;
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), async {

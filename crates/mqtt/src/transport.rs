@@ -5,10 +5,11 @@
 //! reads up to ten packets per turn, so a stream of incoming messages
 //! starves the acknowledgements a source queues, and a broker that does not
 //! hold to the receive maximum keeps sending (measured: thousands of
-//! unacknowledged messages held; BENCHMARKS.md). Here every turn first
-//! writes everything the source queued (all PUBACKs due, in one write) and
-//! only then reads; reading takes whatever the socket holds and decodes
-//! every complete packet in it.
+//! unacknowledged messages held; BENCHMARKS.md). Here the source encodes
+//! its packets (PUBACKs, SUBSCRIBE, DISCONNECT) straight into the
+//! connection's write buffer between polls, and every poll first writes
+//! that buffer (all PUBACKs due, in one write) and only then reads; reading
+//! takes whatever the socket holds and decodes every complete packet in it.
 //!
 //! [`Codec`] is the packet half with no I/O (tested on bytes);
 //! [`EventLoop`] owns the socket.
@@ -21,7 +22,6 @@ use bytes::BytesMut;
 use rumqttc::mqttbytes::v4;
 use rumqttc::v5::mqttbytes::v5;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::settings::{Qos, SourceSettings, Version};
@@ -102,56 +102,6 @@ pub(crate) enum Received {
     /// The broker answered a SUBSCRIBE (one filter each): granted, or
     /// refused with its reason code.
     Subscribed(Result<(), String>),
-}
-
-/// What a source asks of its connection.
-#[derive(Debug)]
-enum Request {
-    Subscribe { filter: String, qos: Qos },
-    Ack { pkid: u16, reason: AckReason },
-    Disconnect,
-}
-
-/// Why a packet could not be queued for the broker.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot queue a packet for the broker: {0}")]
-pub(crate) struct SendError(&'static str);
-
-/// The client half: queues subscriptions, acknowledgements, the
-/// disconnect, for the event loop to write on its next turn.
-#[derive(Clone)]
-pub(crate) struct Client {
-    requests: mpsc::Sender<Request>,
-}
-
-impl Client {
-    fn send(&self, request: Request) -> Result<(), SendError> {
-        self.requests.try_send(request).map_err(|err| match err {
-            mpsc::error::TrySendError::Full(_) => SendError("the queue is full"),
-            mpsc::error::TrySendError::Closed(_) => SendError("the event loop is gone"),
-        })
-    }
-
-    /// Subscribes to `filter` at `qos`.
-    pub(crate) fn subscribe(&self, filter: &str, qos: Qos) -> Result<(), SendError> {
-        self.send(Request::Subscribe {
-            filter: filter.to_owned(),
-            qos,
-        })
-    }
-
-    /// Acknowledges `publish` with `reason`.
-    pub(crate) fn ack(&self, publish: &Publish, reason: AckReason) -> Result<(), SendError> {
-        self.send(Request::Ack {
-            pkid: publish.pkid(),
-            reason,
-        })
-    }
-
-    /// Asks to disconnect (the session stays on the broker).
-    pub(crate) fn disconnect(&self) -> Result<(), SendError> {
-        self.send(Request::Disconnect)
-    }
 }
 
 /// A packet from the broker, as a source sees it.
@@ -411,6 +361,8 @@ struct Connection {
     ping_outstanding: bool,
     /// A DISCONNECT is queued: the connection ends once it is written.
     closing: bool,
+    /// The last packet identifier used for a SUBSCRIBE.
+    last_pkid: u16,
 }
 
 impl Connection {
@@ -429,32 +381,22 @@ impl Connection {
 pub(crate) struct EventLoop {
     settings: SourceSettings,
     codec: Codec,
-    requests: mpsc::Receiver<Request>,
     connection: Option<Connection>,
     keep_alive: Duration,
-    next_pkid: u16,
 }
 
-/// A client and its event loop for `settings`. The request queue holds
-/// every acknowledgement a full window may queue between two polls, and the
-/// subscriptions.
-pub(crate) fn connect(settings: &SourceSettings) -> (Client, EventLoop) {
+/// The event loop of a source with `settings`; it connects on its first
+/// poll.
+pub(crate) fn connect(settings: &SourceSettings) -> EventLoop {
     let max_incoming_bytes = settings
         .max_payload_bytes
         .saturating_add(PACKET_OVERHEAD_BYTES);
-    let requests = 2 * usize::from(settings.max_in_flight) + settings.subscriptions.len() + 16;
-    let (tx, rx) = mpsc::channel(requests);
-    (
-        Client { requests: tx },
-        EventLoop {
-            settings: settings.clone(),
-            codec: Codec::new(settings.version, max_incoming_bytes),
-            requests: rx,
-            connection: None,
-            keep_alive: Duration::from_secs(u64::from(settings.keep_alive_secs.max(5))),
-            next_pkid: 0,
-        },
-    )
+    EventLoop {
+        settings: settings.clone(),
+        codec: Codec::new(settings.version, max_incoming_bytes),
+        connection: None,
+        keep_alive: Duration::from_secs(u64::from(settings.keep_alive_secs.max(5))),
+    }
 }
 
 impl EventLoop {
@@ -470,9 +412,6 @@ impl EventLoop {
 
     async fn step(&mut self) -> Result<Received, String> {
         if self.connection.is_none() {
-            // Acknowledgements queued for a connection that is gone must not
-            // go on the next one: the broker sends those messages again.
-            while self.requests.try_recv().is_ok() {}
             let (connection, session_present) = tokio::time::timeout(
                 CONNECTION_TIMEOUT,
                 open(&self.settings, &self.codec, self.keep_alive),
@@ -483,13 +422,10 @@ impl EventLoop {
             return Ok(Received::Connected { session_present });
         }
         loop {
-            // Everything the source queued goes before anything more is read.
-            while let Ok(request) = self.requests.try_recv() {
-                self.queue(request)?;
-            }
             let Some(connection) = self.connection.as_mut() else {
                 return Err("not connected".into());
             };
+            // Everything the source queued goes before anything more is read.
             connection
                 .flush()
                 .await
@@ -503,11 +439,6 @@ impl EventLoop {
             }
             connection.read.reserve(READ_CHUNK_BYTES);
             tokio::select! {
-                biased;
-                request = self.requests.recv() => match request {
-                    Some(request) => self.queue(request)?,
-                    None => return Err("the source is gone".into()),
-                },
                 read = connection.stream.read_buf(&mut connection.read) => {
                     match read {
                         Ok(0) => return Err("the broker closed the connection".into()),
@@ -527,25 +458,44 @@ impl EventLoop {
         }
     }
 
-    /// Encodes one request into the write buffer.
-    fn queue(&mut self, request: Request) -> Result<(), String> {
+    /// True while packets the source queued are not yet written.
+    pub(crate) fn has_unwritten(&self) -> bool {
+        self.connection
+            .as_ref()
+            .is_some_and(|c| !c.write.is_empty())
+    }
+
+    /// Queues a SUBSCRIBE to `filter` at `qos` (written on the next poll;
+    /// nothing without a connection).
+    pub(crate) fn subscribe(&mut self, filter: &str, qos: Qos) -> Result<(), CodecError> {
         let Some(connection) = self.connection.as_mut() else {
             return Ok(());
         };
-        let written = match request {
-            Request::Subscribe { filter, qos } => {
-                // Packet identifiers are 1..=65535 (0 is not one).
-                self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
-                self.codec
-                    .subscribe(self.next_pkid, &filter, qos, &mut connection.write)
-            }
-            Request::Ack { pkid, reason } => self.codec.ack(pkid, reason, &mut connection.write),
-            Request::Disconnect => {
-                connection.closing = true;
-                self.codec.disconnect(&mut connection.write)
-            }
+        // Packet identifiers are 1..=65535 (0 is not one).
+        connection.last_pkid = connection.last_pkid.checked_add(1).unwrap_or(1);
+        self.codec
+            .subscribe(connection.last_pkid, filter, qos, &mut connection.write)
+    }
+
+    /// Queues the PUBACK of `publish` with `reason` (written on the next
+    /// poll). Without a connection nothing is queued: a message from a
+    /// connection that is gone comes again on the next one.
+    pub(crate) fn ack(&mut self, publish: &Publish, reason: AckReason) -> Result<(), CodecError> {
+        let Some(connection) = self.connection.as_mut() else {
+            return Ok(());
         };
-        written.map_err(|err| err.to_string())
+        self.codec
+            .ack(publish.pkid(), reason, &mut connection.write)
+    }
+
+    /// Queues a DISCONNECT (the session stays on the broker); the next poll
+    /// writes it and ends the connection.
+    pub(crate) fn disconnect(&mut self) -> Result<(), CodecError> {
+        let Some(connection) = self.connection.as_mut() else {
+            return Ok(());
+        };
+        connection.closing = true;
+        self.codec.disconnect(&mut connection.write)
     }
 
     /// Decodes every complete packet read so far into events.
@@ -614,6 +564,7 @@ async fn open(
         next_ping: Instant::now() + keep_alive,
         ping_outstanding: false,
         closing: false,
+        last_pkid: 0,
     };
     codec
         .connect(settings, &mut connection.write)
