@@ -143,17 +143,14 @@ fn open_noise(config: &Config) -> anyhow::Result<Option<polis_twin::NoiseOptions
     let path = config.data_dir.join("dp.key");
     let key = crate::tokens::secret_key(&path)
         .with_context(|| format!("cannot read or create {}", path.display()))?;
-    let options = config.noise_options(key);
-    if let Some(options) = &options {
-        tracing::info!(
-            epsilon = options.epsilon,
-            window_hours = config.privacy.dp_window_hours,
-            releases = options.releases,
-            "public aggregates are released with differential privacy (Laplace noise, key {})",
-            path.display()
-        );
-    }
-    Ok(options)
+    tracing::info!(
+        epsilon = config.privacy.dp_epsilon,
+        window_hours = config.privacy.dp_window_hours,
+        releases = config.privacy.dp_releases,
+        "public aggregates are released with differential privacy (Laplace noise, key {})",
+        path.display()
+    );
+    Ok(config.noise_options(key))
 }
 
 /// Creates the data directory if it is missing.

@@ -178,35 +178,16 @@ fn refresh_aggregates(
             continue;
         };
         let public = sensors.audience(handle) == Some(Audience::PUBLIC);
+        let readings = members.iter().map(|&m| sensors.latest(m));
         let value = match noise.as_deref_mut().filter(|_| public) {
-            None => combine(rule, members.iter().map(|&m| sensors.latest(m))),
+            None => combine(rule, readings),
             Some(noise) => {
-                let quantity = sensors.quantity(handle).unwrap_or_default();
                 let id = sensors.id(handle).unwrap_or_default();
-                let exact = noise.bounds(quantity).and_then(|(lo, hi)| {
-                    let clamped = members.iter().map(|&m| {
-                        sensors.latest(m).map(|r| StoredReading {
-                            value: r.value.clamp(lo, hi),
-                            ..r
-                        })
-                    });
-                    combine(rule, clamped)
-                });
-                match exact {
-                    None => None,
-                    Some(exact) => match noise.release(
-                        handle,
-                        id,
-                        quantity,
-                        rule.additive,
-                        members.len(),
-                        exact.value,
-                        exact.device_time_ms,
-                    ) {
-                        Release::Value(value) => Some(StoredReading { value, ..exact }),
-                        Release::Hold => continue,
-                        Release::Withheld => None,
-                    },
+                let quantity = sensors.quantity(handle).unwrap_or_default();
+                match noise.public_value(handle, id, quantity, rule, readings) {
+                    Release::Value(reading) => Some(reading),
+                    Release::Hold => continue,
+                    Release::Withheld => None,
                 }
             }
         };

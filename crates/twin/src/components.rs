@@ -73,8 +73,6 @@ pub struct ViewerState {
     pub(crate) job: Option<crate::interest::InterestJob>,
     /// Items its subscriptions may still cost now.
     pub(crate) allowance: crate::budget::Allowance,
-    /// Whether it is in the queue of viewers with interest work.
-    pub(crate) queued: bool,
 }
 
 impl ViewerState {

@@ -155,7 +155,6 @@ pub(crate) fn connect_viewers(
                 pending: None,
                 job: None,
                 allowance: Allowance::full(budget.items_per_second_per_viewer, clock.since_start),
-                queued: false,
             })
             .id();
         if let Some(old) = directory.0.insert(*viewer, entity) {
@@ -232,9 +231,11 @@ pub(crate) fn queue_subscriptions(
         let Ok(mut state) = viewers.get_mut(entity) else {
             continue;
         };
+        // A viewer is in the queue exactly while it has work (a pending
+        // subscription or a job): only an idle one joins it.
+        let idle = state.pending.is_none() && state.job.is_none();
         state.pending = Some(subscribe.clone());
-        if !state.queued {
-            state.queued = true;
+        if idle {
             queue.viewers.push_back(entity);
         }
     }
@@ -302,8 +303,6 @@ pub(crate) fn work_on_interest(
         if state.pending.is_some() || state.job.is_some() {
             ready |= !state.allowance.in_debt();
             queue.viewers.push_back(entity);
-        } else {
-            state.queued = false;
         }
     }
     tick_items = tick_items.min(total.available());

@@ -32,6 +32,10 @@ use std::collections::BTreeMap;
 
 use bevy::prelude::*;
 
+use crate::city::AggregateRule;
+use crate::components::StoredReading;
+use crate::privacy::combine;
+
 /// How public aggregates are made differentially private.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NoiseOptions {
@@ -148,17 +152,53 @@ impl PublicNoise {
         Release::Value(exact + self.options.noise(id, slot, scale))
     }
 
-    /// The clamp range of `quantity`, if it has one.
-    pub(crate) fn bounds(&self, quantity: &str) -> Option<(f64, f64)> {
-        self.options.bounds.get(quantity).copied()
+    /// What public aggregate `handle` (`id`, of `quantity`, combined by
+    /// `rule`) shows now that its members' latest readings are `readings`:
+    /// their clamped combination released with noise, `Hold`, or
+    /// `Withheld` (no range for the quantity, or not every member has a
+    /// reading yet).
+    pub(crate) fn public_value(
+        &mut self,
+        handle: u32,
+        id: &str,
+        quantity: &str,
+        rule: AggregateRule,
+        readings: impl ExactSizeIterator<Item = Option<StoredReading>>,
+    ) -> Release<StoredReading> {
+        let Some(&(lo, hi)) = self.options.bounds.get(quantity) else {
+            return Release::Withheld;
+        };
+        let members = readings.len();
+        let clamped = readings.map(|reading| {
+            reading.map(|r| StoredReading {
+                value: r.value.clamp(lo, hi),
+                ..r
+            })
+        });
+        let Some(exact) = combine(rule, clamped) else {
+            return Release::Withheld;
+        };
+        match self.release(
+            handle,
+            id,
+            quantity,
+            rule.additive,
+            members,
+            exact.value,
+            exact.device_time_ms,
+        ) {
+            Release::Value(value) => Release::Value(StoredReading { value, ..exact }),
+            Release::Hold => Release::Hold,
+            Release::Withheld => Release::Withheld,
+        }
     }
 }
 
 /// What a public aggregate shows after a change of its members.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Release {
+pub(crate) enum Release<T = f64> {
     /// A new noisy value.
-    Value(f64),
+    Value(T),
     /// Keep what it shows (this slot's release is made, or none may be).
     Hold,
     /// No value: its quantity has no clamp range, so no noise can be set.
