@@ -33,27 +33,27 @@ pub trait Payloads: Send + Sync + 'static {
     ) -> Result<Vec<DecodedReading>, &'static str>;
 }
 
-/// The factor a value in the first unit is multiplied by to be in the
-/// second (a SenML unit name and the sensor's unit as the scene writes
-/// it), when the conversion is exact; `None` when the units do not match.
-pub type UnitFactor = fn(&str, &str) -> Option<f64>;
+/// A value in the first unit (a SenML unit name) in the second (the
+/// sensor's unit as the scene writes it), when the conversion is exact;
+/// `None` when the units do not match.
+pub type UnitConversion = fn(f64, &str, &str) -> Option<f64>;
 
 /// The scene's sensors as a source checks readings against them.
 #[derive(Debug, Clone)]
 pub struct Sensors {
     units: HashMap<String, String>,
-    unit_factor: UnitFactor,
+    convert: UnitConversion,
 }
 
 impl Sensors {
     /// The sensors as (id, unit), and how units convert.
     pub fn new(
         sensors: impl IntoIterator<Item = (String, String)>,
-        unit_factor: UnitFactor,
+        convert: UnitConversion,
     ) -> Self {
         Self {
             units: sensors.into_iter().collect(),
-            unit_factor,
+            convert,
         }
     }
 
@@ -62,8 +62,8 @@ impl Sensors {
         self.units.get(id).map(String::as_str)
     }
 
-    /// The factor from `unit` to the unit of sensor `id` (which exists).
-    pub fn factor(&self, unit: &str, sensor_unit: &str) -> Option<f64> {
-        (self.unit_factor)(unit, sensor_unit)
+    /// `value` in `unit` converted into `sensor_unit`, if exactly possible.
+    pub fn convert(&self, value: f64, unit: &str, sensor_unit: &str) -> Option<f64> {
+        (self.convert)(value, unit, sensor_unit)
     }
 }

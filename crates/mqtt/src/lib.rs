@@ -25,7 +25,7 @@ mod topic;
 mod transport;
 
 pub use backoff::Backoff;
-pub use decode::{DecodedReading, Payloads, Sensors, UnitFactor};
+pub use decode::{DecodedReading, Payloads, Sensors, UnitConversion};
 pub use queue::AckQueue;
 pub use settings::{
     BrokerUrl, Credentials, DEFAULT_PORT, DEFAULT_TLS_PORT, Qos, Secret, SourceSettings,

@@ -398,12 +398,12 @@ impl Source {
                 reason = AckReason::NotAuthorized;
                 continue;
             }
-            let factor = match reading.unit.as_deref() {
-                None => Some(1.0),
-                Some(unit) if unit == sensor_unit => Some(1.0),
-                Some(unit) => self.sensors.factor(unit, sensor_unit),
+            let value = match reading.unit.as_deref() {
+                None => Some(reading.value),
+                Some(unit) if unit == sensor_unit => Some(reading.value),
+                Some(unit) => self.sensors.convert(reading.value, unit, sensor_unit),
             };
-            let Some(factor) = factor else {
+            let Some(value) = value else {
                 let example = format!(
                     "{sensor}: unit {:?}, the sensor's is {sensor_unit:?}",
                     reading.unit.as_deref().unwrap_or_default()
@@ -414,7 +414,7 @@ impl Source {
             readings.push(Reading {
                 sensor,
                 device_time_ms: reading.device_time_ms,
-                value: reading.value * factor,
+                value,
                 quality: None,
             });
         }

@@ -59,7 +59,9 @@ impl JsonMapping {
     }
 }
 
-fn is_valid_pointer(pointer: &str) -> bool {
+/// True when `pointer` is a JSON pointer (RFC 6901): empty, or `/`-separated
+/// reference tokens whose `~` escapes are `~0` or `~1`.
+pub fn is_valid_pointer(pointer: &str) -> bool {
     if pointer.is_empty() {
         return true;
     }

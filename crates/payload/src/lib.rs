@@ -75,7 +75,7 @@ mod units;
 
 pub use encode::{SenmlRecord, encode_json, encode_senml_cbor, encode_senml_json};
 pub use error::{EncodeError, NonNumeric, PayloadError, Quoted, TemplateError, UnitError};
-pub use json_mapping::{JsonMapping, SensorFrom, TimeFormat};
+pub use json_mapping::{JsonMapping, SensorFrom, TimeFormat, is_valid_pointer};
 pub use topic::TopicTemplate;
 pub use units::{convert_value, unit_factor};
 

@@ -58,9 +58,9 @@ impl Payloads for PayloadDecoder {
     }
 }
 
-/// Exact conversions only (`polis_payload::unit_factor`).
-fn unit_factor(senml_unit: &str, sensor_unit: &str) -> Option<f64> {
-    polis_payload::unit_factor(senml_unit, sensor_unit).ok()
+/// Exact conversions only (`polis_payload::convert_value`).
+fn convert_value(value: f64, senml_unit: &str, sensor_unit: &str) -> Option<f64> {
+    polis_payload::convert_value(value, senml_unit, sensor_unit).ok()
 }
 
 /// Starts every configured source, writing through `port`; `None` when
@@ -84,7 +84,7 @@ pub(crate) fn open_mqtt(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let sensors = Sensors::new(
         scene.sensors.iter().map(|s| (s.id.clone(), s.unit.clone())),
-        unit_factor,
+        convert_value,
     );
     let sources = MqttSources::start(settings, port, Arc::new(sensors))
         .context("cannot start the mqtt thread")?;

@@ -244,8 +244,7 @@ impl MqttSourceConfig {
 /// scope, or why there is none.
 pub(crate) fn token_scope(config: &Config, token: &str) -> Result<Vec<String>, String> {
     use polis_protocol::Access;
-    let entries: Vec<&super::TokenEntry> = config.tokens.iter().collect();
-    if entries.is_empty() {
+    if config.tokens.is_empty() {
         return if token == "generated-gateway" {
             Ok(Vec::new())
         } else {
@@ -256,7 +255,7 @@ pub(crate) fn token_scope(config: &Config, token: &str) -> Result<Vec<String>, S
         .strip_prefix("sha256:")
         .map(str::to_ascii_lowercase)
         .unwrap_or_else(|| crate::tokens::token_sha256(token));
-    let found = entries.iter().find(|entry| {
+    let found = config.tokens.iter().find(|entry| {
         entry.name.as_deref() == Some(token)
             || entry
                 .token
@@ -275,11 +274,6 @@ pub(crate) fn token_scope(config: &Config, token: &str) -> Result<Vec<String>, S
         )),
         Some(entry) => Ok(entry.scope_prefixes.clone()),
     }
-}
-
-/// True when `pointer` is a JSON pointer (RFC 6901): empty or starting with `/`.
-fn is_json_pointer(pointer: &str) -> bool {
-    pointer.is_empty() || pointer.starts_with('/')
 }
 
 /// Every problem of the `[[mqtt]]` settings besides their ranges.
@@ -382,7 +376,7 @@ pub(super) fn problems(config: &Config) -> Vec<ConfigProblem> {
                 ("time_pointer", &subscribe.time_pointer),
             ] {
                 if let Some(pointer) = pointer
-                    && !is_json_pointer(pointer)
+                    && !polis_payload::is_valid_pointer(pointer)
                 {
                     problem(
                         key(field),
