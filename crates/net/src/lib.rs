@@ -26,7 +26,9 @@ pub use server::{
     LogSource, LogText, LogVerdict, NetEvent, NetServer, NetServerConfig, NetStats, ServerError,
     ServerInfo, SessionLimits, TokenDirectory,
 };
-pub use tls::{ServerIdentity, TlsError, client_crypto, load_or_create_identity};
+pub use tls::{
+    ServerIdentity, TlsError, client_crypto, load_certificates, load_or_create_identity,
+};
 
 /// QUIC application close codes used by Polis.
 pub mod close_code {

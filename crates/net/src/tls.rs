@@ -140,30 +140,28 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     file.write_all(bytes).map_err(io_error(path))
 }
 
+/// The certificates of the PEM file at `path` (at least one).
+pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = |detail: String| TlsError::Pem {
+        path: path.to_owned(),
+        what: "certificate",
+        detail,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|err| pem(err.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| pem(err.to_string()))?;
+    if certs.is_empty() {
+        return Err(pem("the file holds no certificate".into()));
+    }
+    Ok(certs)
+}
+
 /// rustls client configuration trusting exactly the certificate(s) in
 /// `cert_path` (TLS 1.3, Polis ALPN). There is no option to skip verification.
 pub fn client_crypto(cert_path: &Path) -> Result<rustls::ClientConfig, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(cert_path)
-        .map_err(|err| TlsError::Pem {
-            path: cert_path.to_owned(),
-            what: "certificate",
-            detail: err.to_string(),
-        })?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| TlsError::Pem {
-            path: cert_path.to_owned(),
-            what: "certificate",
-            detail: err.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::Pem {
-            path: cert_path.to_owned(),
-            what: "certificate",
-            detail: "the file holds no certificate".into(),
-        });
-    }
-    for cert in certs {
+    for cert in load_certificates(cert_path)? {
         roots.add(cert)?;
     }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(default_provider()))

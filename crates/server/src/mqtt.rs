@@ -246,13 +246,7 @@ fn tls_config(source: &MqttSourceConfig) -> anyhow::Result<rustls::ClientConfig>
     })
 }
 
-/// The certificates of a PEM file (at least one).
+/// The certificates of a PEM file (at least one), for setting `key`.
 fn certificates(path: &Path, key: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|err| anyhow::anyhow!("{key} {}: {err}", path.display()))?;
-    if certs.is_empty() {
-        bail!("{key} {}: holds no certificate", path.display());
-    }
-    Ok(certs)
+    polis_net::load_certificates(path).with_context(|| key.to_owned())
 }
