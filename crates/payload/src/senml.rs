@@ -318,14 +318,9 @@ pub(crate) fn decode_json(
     let pack: Json =
         serde_json::from_slice(payload).map_err(|e| PayloadError::Syntax(format!("JSON: {e}")))?;
     let Json::Array(records) = pack else {
-        return Err(PayloadError::Malformed {
-            record: None,
-            detail: "a SenML pack must be an array of records".to_owned(),
-        });
+        return Err(not_a_pack());
     };
-    check_count(records.len(), limits)?;
-    let mut raw = Vec::with_capacity(records.len());
-    for (index, record) in records.iter().enumerate() {
+    read_pack(&records, arrival_ms, limits, |index, record| {
         let Json::Object(map) = record else {
             return Err(PayloadError::malformed(index, "a record must be an object"));
         };
@@ -337,9 +332,8 @@ pub(crate) fn decode_json(
                 None => {}
             }
         }
-        raw.push(fields);
-    }
-    resolve(raw, arrival_ms)
+        Ok(fields)
+    })
 }
 
 /// Decodes `application/senml+cbor`: the same data model with the integer
@@ -360,14 +354,9 @@ pub(crate) fn decode_cbor(
         )));
     }
     let Cbor::Array(records) = pack else {
-        return Err(PayloadError::Malformed {
-            record: None,
-            detail: "a SenML pack must be an array of records".to_owned(),
-        });
+        return Err(not_a_pack());
     };
-    check_count(records.len(), limits)?;
-    let mut raw = Vec::with_capacity(records.len());
-    for (index, record) in records.iter().enumerate() {
+    read_pack(&records, arrival_ms, limits, |index, record| {
         let Cbor::Map(entries) = record else {
             return Err(PayloadError::malformed(index, "a record must be a map"));
         };
@@ -391,8 +380,32 @@ pub(crate) fn decode_cbor(
                 }
             }
         }
-        raw.push(fields);
+        Ok(fields)
+    })
+}
+
+/// The error for a pack that is not an array.
+fn not_a_pack() -> PayloadError {
+    PayloadError::Malformed {
+        record: None,
+        detail: "a SenML pack must be an array of records".to_owned(),
     }
+}
+
+/// Reads every record of a pack (at most the limit) with `read_record`,
+/// then resolves them (RFC 8428 §4.6), whatever the encoding.
+fn read_pack<T>(
+    records: &[T],
+    arrival_ms: i64,
+    limits: &DecodeLimits,
+    read_record: impl Fn(usize, &T) -> Result<RawRecord, PayloadError>,
+) -> Result<Vec<Decoded>, PayloadError> {
+    check_count(records.len(), limits)?;
+    let raw = records
+        .iter()
+        .enumerate()
+        .map(|(index, record)| read_record(index, record))
+        .collect::<Result<Vec<_>, _>>()?;
     resolve(raw, arrival_ms)
 }
 
