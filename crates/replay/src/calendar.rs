@@ -108,3 +108,49 @@ mod tests {
         assert_eq!(hour_of_day_utc(t), 11.125);
     }
 }
+
+/// The rounds of a replay: one every `interval` from its start (a late
+/// round delays the next rather than bunching them), until the optional
+/// `duration` has passed.
+#[derive(Debug)]
+pub struct Rounds {
+    started: tokio::time::Instant,
+    ticker: tokio::time::Interval,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Rounds {
+    /// Rounds starting now.
+    pub fn new(interval: Duration, duration: Option<Duration>) -> Self {
+        let started = tokio::time::Instant::now();
+        let mut ticker = tokio::time::interval_at(started, interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            started,
+            ticker,
+            deadline: duration.and_then(|d| started.checked_add(d)),
+        }
+    }
+
+    /// Waits for the next round; false once the duration has passed.
+    pub async fn next(&mut self) -> bool {
+        match self.deadline {
+            Some(deadline) => {
+                tokio::select! {
+                    _ = self.ticker.tick() => {}
+                    () = tokio::time::sleep_until(deadline) => return false,
+                }
+                tokio::time::Instant::now() < deadline
+            }
+            None => {
+                self.ticker.tick().await;
+                true
+            }
+        }
+    }
+
+    /// Wall time since the first round.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}

@@ -153,7 +153,7 @@ mod run;
 #[cfg(test)]
 mod tests;
 
-pub use calendar::sim_time_ms;
+pub use calendar::{Rounds, sim_time_ms};
 pub use data::{FLOW_STEP_MS, FeedData, PROFILE_ROWS, PROFILE_STEP_MS, ProfileColumn};
 pub use error::ReplayError;
 pub use feed::{

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use polis_net::{ClientError, ClientOptions, GatewayClient, GatewayOptions};
 use polis_protocol::{BatchAck, MAX_READINGS_PER_BATCH, Reading, ReadingOutcome, Role};
-use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::calendar::sim_time_ms;
+use crate::calendar::{Rounds, sim_time_ms};
 use crate::data::FeedData;
 use crate::error::ReplayError;
 use crate::plan::FeedPlan;
@@ -181,31 +180,14 @@ pub async fn run_replay(
     .await
     .map_err(from_client)?;
     let batch_size = options.batch_size.clamp(1, MAX_READINGS_PER_BATCH);
-    let started = Instant::now();
-    let deadline = options.duration.and_then(|d| started.checked_add(d));
-    let mut ticker = tokio::time::interval_at(started, options.interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut rounds = Rounds::new(options.interval, options.duration);
     let mut refusals = RefusalLog::default();
     let mut stats = ReplayStats {
         sim_time_ms: options.start_ms,
         ..ReplayStats::default()
     };
-    loop {
-        match deadline {
-            Some(deadline) => {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    () = tokio::time::sleep_until(deadline) => break,
-                }
-                if Instant::now() >= deadline {
-                    break;
-                }
-            }
-            None => {
-                ticker.tick().await;
-            }
-        }
-        let sim_ms = sim_time_ms(options.start_ms, options.speed, started.elapsed());
+    while rounds.next().await {
+        let sim_ms = sim_time_ms(options.start_ms, options.speed, rounds.elapsed());
         let mut readings = plan.readings_at(data, sim_ms);
         // Servers refuse device times ahead of their clock, so a replay
         // faster than real time stamps its values with the wall clock once

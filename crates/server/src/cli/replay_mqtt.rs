@@ -12,7 +12,7 @@ use clap::ValueEnum;
 use polis_payload::{SenmlRecord, encode_json, encode_senml_json};
 use polis_replay::{FeedData, ReplayOptions, plan_feeds, sim_time_ms};
 use tokio::sync::Notify;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 /// Messages published but not yet acknowledged by the broker, at most.
@@ -90,25 +90,11 @@ pub(crate) async fn replay_to_broker(
             }
         }
     });
-    let started = Instant::now();
-    let deadline = options.duration.and_then(|d| started.checked_add(d));
-    let mut ticker = tokio::time::interval_at(started, options.interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut rounds = polis_replay::Rounds::new(options.interval, options.duration);
     let mut stats = MqttReplayStats::default();
     let result = async {
-        loop {
-            match deadline {
-                Some(deadline) => {
-                    tokio::select! {
-                        _ = ticker.tick() => {}
-                        () = tokio::time::sleep_until(deadline) => break,
-                    }
-                }
-                None => {
-                    ticker.tick().await;
-                }
-            }
-            let sim_ms = sim_time_ms(options.start_ms, options.speed, started.elapsed());
+        while rounds.next().await {
+            let sim_ms = sim_time_ms(options.start_ms, options.speed, rounds.elapsed());
             // Never ahead of the wall clock: servers refuse future times.
             let stamp_ms = sim_ms.min(crate::startup::unix_now_ms());
             for reading in plan.readings_at(&data, sim_ms) {
