@@ -73,7 +73,7 @@ pub(crate) fn open_parts(
     open_data_dir(config)?;
     let identity = open_identity(config)?;
     let ServerTokens { table, generated } = server_tokens(config)?;
-    let audit = AuditLog::open(&config.data_dir.join("audit.log"))?;
+    let audit = AuditLog::open(&config.audit_path())?;
     let history = config
         .history
         .enabled
@@ -173,7 +173,7 @@ fn open_identity(config: &Config) -> anyhow::Result<ServerIdentity> {
 /// Opens the history store for `scene`'s sensors and reads back every
 /// sensor's latest reading.
 fn open_history(config: &Config, scene: &Scene) -> anyhow::Result<OpenHistory> {
-    let path = config.data_dir.join(&config.history.file);
+    let path = config.history_path();
     let sensors: Vec<(&str, bool)> = scene
         .sensors
         .iter()
@@ -238,7 +238,7 @@ fn open_playback(
     durable: &Durable,
     audit: &AuditLog,
 ) -> anyhow::Result<(Option<Playback>, Option<Arc<dyn HistoryService>>)> {
-    let path = config.data_dir.join(&config.history.file);
+    let path = config.history_path();
     let keys = SensorKeys::new(
         durable.keys_by_handle().to_vec(),
         scene.sensors.iter().map(|s| s.id.clone()).collect(),

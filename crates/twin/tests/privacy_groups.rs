@@ -169,6 +169,15 @@ fn seen_by(app: &mut App, viewer: u64, access: Access) -> SharedMailbox {
     mailbox
 }
 
+/// The ids of the twin's personal sensors (the households' meters).
+fn personal_meters(app: &App) -> Vec<String> {
+    let sensors = app.world().resource::<SensorTable>();
+    (0..sensors.len() as u32)
+        .filter(|&h| sensors.personal(h) == Some(true))
+        .filter_map(|h| sensors.id(h).map(str::to_owned))
+        .collect()
+}
+
 fn push(app: &mut App, seq: u64, readings: Vec<(String, f64)>) {
     app.world_mut().write_message(IncomingBatch {
         ticket: BatchTicket(seq),
@@ -229,13 +238,7 @@ fn no_role_but_operators_receives_a_value_of_fewer_than_its_k_households() {
     let planner = seen_by(&mut app, 1, Access::Planner);
     let public = seen_by(&mut app, 2, Access::Public);
     let operator = seen_by(&mut app, 3, Access::Operator);
-    let meters: Vec<String> = {
-        let sensors = app.world().resource::<SensorTable>();
-        (0..sensors.len() as u32)
-            .filter(|&h| sensors.personal(h) == Some(true))
-            .filter_map(|h| sensors.id(h).map(str::to_owned))
-            .collect()
-    };
+    let meters = personal_meters(&app);
     let raw: BTreeMap<String, f64> = meters
         .iter()
         .enumerate()
@@ -379,13 +382,7 @@ fn public_aggregates_get_one_noisy_release_per_slot_and_others_stay_exact() {
         .expect("b3 has a planner group")
         .id
         .clone();
-    let meters: Vec<String> = {
-        let sensors = app.world().resource::<SensorTable>();
-        (0..sensors.len() as u32)
-            .filter(|&h| sensors.personal(h) == Some(true))
-            .filter_map(|h| sensors.id(h).map(str::to_owned))
-            .collect()
-    };
+    let meters = personal_meters(&app);
     // Every meter at `value`, b3's first at `first` (beyond the range).
     let all = |value: f64, first: f64| -> Vec<(String, f64)> {
         meters

@@ -93,8 +93,7 @@ pub(crate) fn run(command: ResidentCommand) -> anyhow::Result<ExitCode> {
         ResidentCommand::Export { whose, csv, out } => {
             let (config, sensors, who) = resolve(&whose)?;
             let scene = crate::load_scene(config.scene.as_deref())?;
-            let history = config.data_dir.join(&config.history.file);
-            let audit = config.data_dir.join("audit.log");
+            let (history, audit) = (config.history_path(), config.audit_path());
             let files = DataFiles {
                 history: &history,
                 audit: &audit,
@@ -127,8 +126,7 @@ pub(crate) fn run(command: ResidentCommand) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .map(|t| parse_time_ms("--before", t))
                 .transpose()?;
-            let history = config.data_dir.join(&config.history.file);
-            let audit = config.data_dir.join("audit.log");
+            let (history, audit) = (config.history_path(), config.audit_path());
             let files = DataFiles {
                 history: &history,
                 audit: &audit,

@@ -414,6 +414,16 @@ impl Config {
         Ok(config)
     }
 
+    /// The history store's file (`history.file` in the data directory).
+    pub fn history_path(&self) -> PathBuf {
+        self.data_dir.join(&self.history.file)
+    }
+
+    /// The audit log (`audit.log` in the data directory).
+    pub fn audit_path(&self) -> PathBuf {
+        self.data_dir.join("audit.log")
+    }
+
     /// How public aggregates are noised, when `privacy.dp_epsilon` is set,
     /// with the deployment's secret `key`.
     pub fn noise_options(&self, key: [u8; 32]) -> Option<polis_twin::NoiseOptions> {
