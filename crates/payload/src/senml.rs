@@ -428,6 +428,8 @@ struct Bases {
     unit: Option<String>,
     /// `None` until a record gives one, so that `-0.0` stays `-0.0`.
     value: Option<f64>,
+    /// The base version in force (`None`: the default, 10).
+    version: Option<f64>,
 }
 
 /// Resolves records into readings (RFC 8428 §4.6), refusing the whole pack
@@ -435,11 +437,29 @@ struct Bases {
 fn resolve(records: Vec<RawRecord>, arrival_ms: i64) -> Result<Vec<Decoded>, PayloadError> {
     let mut bases = Bases::default();
     let mut readings = Vec::with_capacity(records.len());
+    let mut pack_version = None;
     for (record, raw) in records.into_iter().enumerate() {
-        if let Some(version) = raw.base_version
-            && !version_supported(version)
-        {
-            return Err(PayloadError::UnsupportedVersion { record, version });
+        if let Some(version) = raw.base_version {
+            if !version_supported(version) {
+                return Err(PayloadError::UnsupportedVersion { record, version });
+            }
+            bases.version = Some(version);
+        }
+        // RFC 8428 §4.4: every record of a pack has the same version (the
+        // base version in force, else 10).
+        let version = bases.version.unwrap_or(SENML_VERSION);
+        match pack_version {
+            None => pack_version = Some(version),
+            Some(first) if first != version => {
+                return Err(PayloadError::malformed(
+                    record,
+                    format!(
+                        "SenML version {version} differs from the pack's {first} \
+                         (RFC 8428 §4.4: one version per pack)"
+                    ),
+                ));
+            }
+            Some(_) => {}
         }
         if let Some(name) = raw.base_name {
             bases.name = name;

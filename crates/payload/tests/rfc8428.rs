@@ -627,6 +627,30 @@ fn base_version_up_to_10() {
 }
 
 #[test]
+fn every_record_of_a_pack_has_the_same_version() {
+    // Given once, in force for the records after it (§4.4's usual way).
+    assert!(json(r#"[{"bver":5,"n":"a","v":1},{"n":"b","v":2}]"#).is_ok());
+    // Given again, the same: fine.
+    assert!(json(r#"[{"bver":5,"n":"a","v":1},{"bver":5,"n":"b","v":2}]"#).is_ok());
+    // The first record has the default (10); a later 5 mixes versions.
+    assert_eq!(
+        json(r#"[{"n":"a","v":1},{"bver":5,"n":"b","v":2}]"#),
+        Err(PayloadError::Malformed {
+            record: Some(1),
+            detail: "SenML version 5 differs from the pack's 10 \
+                     (RFC 8428 §4.4: one version per pack)"
+                .into()
+        })
+    );
+    assert_eq!(
+        reason(json(
+            r#"[{"bver":5,"n":"a","v":1},{"bver":10,"n":"b","v":2}]"#
+        )),
+        "bad_payload"
+    );
+}
+
+#[test]
 fn names_follow_section_4_5_1_after_concatenation() {
     assert_eq!(reason(json(r#"[{"n":"-a","v":1}]"#)), "bad_name");
     assert_eq!(reason(json(r#"[{"bn":"_x","n":"a","v":1}]"#)), "bad_name");
