@@ -7,10 +7,15 @@ use std::time::Duration;
 
 use polis_e2e::*;
 use polis_net::ClientError;
-use polis_protocol::{Aggregation, ClientToServer, ErrorCode, HistoryRequest};
+use polis_protocol::{
+    Aggregation, ClientToServer, Consent, ErrorCode, ExportFormat, HistoryRequest, ResidentAction,
+    ResidentOutcome, ResidentRequest,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 const HOUSE: &str = "meter-b-west-1"; // the only personal sensor in the west
+/// A second home in the west house's building, in one test's scene.
+const NEIGHBOUR: &str = "meter-b-west-1-flat-2";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_role_sees_personal_data_only_as_allowed() {
@@ -216,7 +221,7 @@ async fn a_resident_sees_its_own_home_raw_and_nobody_elses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_residents_export_holds_its_data_and_erasure_removes_it_from_every_history_path() {
-    use polis_server::resident::{DataFiles, erase, export};
+    use polis_server::resident::{DataFiles, erase, export, home_in_scene};
     let server = TestServer::start();
     let town = area([-400.0, -35.0], [400.0, 50.0]);
     let mut gateway = server.gateway().await;
@@ -235,19 +240,21 @@ async fn a_residents_export_holds_its_data_and_erasure_removes_it_from_every_his
 
     let history = server.data_dir.path().join("history.sqlite");
     let audit = server.data_dir.path().join("audit.log");
+    let consent = server.data_dir.path().join("consent.json");
     let files = DataFiles {
         history: &history,
         audit: &audit,
+        consent: &consent,
     };
     let house = [HOUSE.to_owned()];
-    let exported = export(
+    let home = home_in_scene(
         &files,
         &tiny(),
         &polis_twin::PrivacyOptions::default(),
         &house,
-        "resident-west-1",
     )
-    .expect("export");
+    .expect("scene builds");
+    let exported = export(&files, &home, &house, "resident-west-1").expect("export");
     assert_eq!(exported.sensors.len(), 1);
     let readings: Vec<(i64, f64)> = exported.sensors[0]
         .readings
@@ -359,5 +366,209 @@ async fn a_residents_export_holds_its_data_and_erasure_removes_it_from_every_his
             .iter()
             .any(|e| e["what"] == "erase" && e["count"] == 2 && e["sensors"][0] == HOUSE),
         "{entries:?}"
+    );
+}
+
+/// Sends a resident's request and waits for its whole answer (an export's
+/// every part); the outcomes in order.
+async fn ask(viewer: &mut Viewer, request: u32, action: ResidentAction) -> Vec<ResidentOutcome> {
+    viewer
+        .session
+        .send(&ClientToServer::Resident(ResidentRequest {
+            request,
+            action,
+        }))
+        .await
+        .expect("sent");
+    viewer
+        .until(WAIT, |v| {
+            v.resident.iter().any(|r| {
+                r.request == request
+                    && !matches!(r.outcome, ResidentOutcome::ExportPart { last: false, .. })
+            })
+        })
+        .await;
+    viewer
+        .resident
+        .iter()
+        .filter(|r| r.request == request)
+        .map(|r| r.outcome.clone())
+        .collect()
+}
+
+/// An export's document from its parts.
+fn document(parts: Vec<ResidentOutcome>) -> Vec<u8> {
+    parts
+        .into_iter()
+        .flat_map(|part| match part {
+            ResidentOutcome::ExportPart { bytes, .. } => bytes,
+            other => panic!("not an export part: {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resident_exports_sets_consent_and_erases_over_the_protocol_with_its_own_token() {
+    // A second home in the west house's building: with k = 2 the two make
+    // one group for each role, so the west house feeds a planners' and a
+    // public aggregate.
+    let mut scene: serde_json::Value =
+        serde_json::from_str(include_str!("../scenes/tiny.json")).expect("tiny scene");
+    let mut neighbour = scene["sensors"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["id"] == HOUSE))
+        .expect("the west house's meter")
+        .clone();
+    neighbour["id"] = serde_json::json!(NEIGHBOUR);
+    scene["sensors"]
+        .as_array_mut()
+        .expect("sensors")
+        .push(neighbour);
+    let scene = polis_scene::Scene::from_json_str(&scene.to_string(), "tiny.json").expect("scene");
+    let server = TestServer::start_configured(scene, |config| {
+        config.privacy.k = 2;
+        config.privacy.k_planner = 2;
+    });
+    let town = area([-400.0, -35.0], [400.0, 50.0]);
+    let mut gateway = server.gateway().await;
+    gateway
+        .push(vec![
+            reading(HOUSE, 1_000, 3.25),
+            reading(NEIGHBOUR, 1_000, 7.5),
+            reading("air-west", 1_000, 10.0),
+        ])
+        .await;
+    let aggregate_values = |v: &Viewer| -> Vec<f64> {
+        v.values
+            .iter()
+            .filter(|(id, _)| id.starts_with("agg-"))
+            .map(|(_, (_, value))| *value)
+            .collect()
+    };
+    let mut public = server.viewer_with(PUBLIC_TOKEN, town, vec![]).await;
+    public.until(WAIT, |v| aggregate_values(v) == [10.75]).await;
+    let mut planner = server.viewer_with(PLANNER_TOKEN, town, vec![]).await;
+    planner
+        .until(WAIT, |v| aggregate_values(v) == [10.75])
+        .await;
+
+    // Only a resident's token may ask about a home.
+    planner
+        .session
+        .send(&ClientToServer::Resident(ResidentRequest {
+            request: 1,
+            action: ResidentAction::GetConsent,
+        }))
+        .await
+        .expect("sent");
+    let refused = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Err(error) = planner.step().await {
+                break error;
+            }
+        }
+    })
+    .await
+    .expect("answer");
+    assert!(
+        matches!(&refused, ClientError::Server(e) if e.code == ErrorCode::InvalidRequest),
+        "{refused:?}"
+    );
+
+    // The export: the home's readings, consent and what is derived from it.
+    let mut resident = server.viewer_with(RESIDENT_TOKEN, town, vec![]).await;
+    let json = document(ask(&mut resident, 1, ResidentAction::Export(ExportFormat::Json)).await);
+    let exported: serde_json::Value = serde_json::from_slice(&json).expect("JSON export");
+    assert_eq!(exported["sensors"].as_array().map(Vec::len), Some(1));
+    assert_eq!(exported["sensors"][0]["id"], HOUSE);
+    assert_eq!(exported["sensors"][0]["readings"][0]["value"], 3.25);
+    assert_eq!(exported["sensors"][0]["unit"], "kW");
+    assert_eq!(
+        exported["sensors"][0]["consent"],
+        serde_json::json!({"planners": true, "public": true})
+    );
+    let derived = exported["derived"].as_array().expect("derived");
+    assert_eq!(derived.len(), 2, "{derived:?}");
+    assert!(
+        derived
+            .iter()
+            .all(|d| d["withdrawn"] == false && d["households"] == 2)
+    );
+    let csv = document(ask(&mut resident, 2, ResidentAction::Export(ExportFormat::Csv)).await);
+    let csv = String::from_utf8(csv).expect("UTF-8");
+    assert!(
+        csv.starts_with("record,sensor,time,value,quality,detail\r\n"),
+        "{csv}"
+    );
+    assert!(csv.contains(&format!("reading,{HOUSE},")), "{csv}");
+
+    // Consent: the home leaves the public's aggregates. It takes effect
+    // before the answer: every aggregate the home feeds is withdrawn.
+    let no_public = Consent {
+        planners: true,
+        public: false,
+    };
+    let answer = ask(&mut resident, 3, ResidentAction::SetConsent(no_public)).await;
+    assert_eq!(answer, [ResidentOutcome::Consent(no_public)]);
+    let answer = ask(&mut resident, 4, ResidentAction::GetConsent).await;
+    assert_eq!(answer, [ResidentOutcome::Consent(no_public)]);
+    gateway
+        .push(vec![
+            reading(HOUSE, 2_000, 4.0),
+            reading(NEIGHBOUR, 2_000, 8.0),
+            reading("air-west", 2_000, 11.0),
+        ])
+        .await;
+    let mut newcomer = server.viewer_with(PUBLIC_TOKEN, town, vec![]).await;
+    for viewer in [&mut public, &mut planner, &mut newcomer] {
+        viewer
+            .until(WAIT, |v| v.values.get("air-west") == Some(&(2_000, 11.0)))
+            .await;
+    }
+    // No one was shown a value of the home's groups after the change.
+    assert_eq!(aggregate_values(&newcomer), Vec::<f64>::new());
+    assert!(!aggregate_values(&public).contains(&12.0));
+    assert!(!aggregate_values(&planner).contains(&12.0));
+    // The consent is on disk, and the export says what changed.
+    let recorded =
+        std::fs::read_to_string(server.data_dir.path().join("consent.json")).expect("consent file");
+    let recorded: serde_json::Value = serde_json::from_str(&recorded).expect("JSON");
+    assert_eq!(recorded["sensors"][HOUSE]["public"], false);
+    let json = document(ask(&mut resident, 5, ResidentAction::Export(ExportFormat::Json)).await);
+    let exported: serde_json::Value = serde_json::from_slice(&json).expect("JSON export");
+    assert_eq!(exported["sensors"][0]["consent"]["public"], false);
+    assert!(
+        exported["derived"]
+            .as_array()
+            .expect("derived")
+            .iter()
+            .all(|d| d["withdrawn"] == true)
+    );
+
+    // Erasure of the home's recorded readings, with its own token.
+    let answer = ask(&mut resident, 6, ResidentAction::Erase { before_ms: None }).await;
+    assert_eq!(answer, [ResidentOutcome::Erased { readings: 2 }]);
+    let json = document(ask(&mut resident, 7, ResidentAction::Export(ExportFormat::Json)).await);
+    let exported: serde_json::Value = serde_json::from_slice(&json).expect("JSON export");
+    assert_eq!(exported["sensors"][0]["readings"], serde_json::json!([]));
+
+    // Every request is audited under the resident's name.
+    let log = std::fs::read_to_string(server.data_dir.path().join("audit.log")).expect("audit");
+    let entries: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    for what in ["export", "consent", "erase"] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["what"] == what && e["who"] == "west-house" && e["sensors"][0] == HOUSE),
+            "{what} not audited: {entries:?}"
+        );
+    }
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["what"] == "consent" && e["consent"]["public"] == false)
     );
 }

@@ -131,6 +131,7 @@ impl TestServer {
             snapshots_complete: 0,
             history: Vec::new(),
             picks: Vec::new(),
+            resident: Vec::new(),
             value_frames: Vec::new(),
             publish_interval_ms: 0,
             subscription: 0,
@@ -238,6 +239,8 @@ pub struct Viewer {
     pub history: Vec<polis_protocol::HistoryReply>,
     /// Pick replies received.
     pub picks: Vec<polis_protocol::PickReply>,
+    /// Every answer to a resident's request, in order.
+    pub resident: Vec<polis_protocol::ResidentReply>,
     /// When each update frame carrying values arrived.
     pub value_frames: Vec<tokio::time::Instant>,
     /// The publishing interval the next [`Viewer::subscribe`] asks for, ms.
@@ -339,6 +342,7 @@ impl Viewer {
             }
             ServerToViewer::History(reply) => self.history.push(reply),
             ServerToViewer::Pick(reply) => self.picks.push(reply),
+            ServerToViewer::Resident(reply) => self.resident.push(reply),
             ServerToViewer::Error(error) => return Err(ClientError::Server(error)),
         }
         Ok(())

@@ -23,8 +23,8 @@ pub use framing::FrameError;
 pub use gateway::{GatewayClient, GatewayOptions};
 pub use server::{
     Grant, HistoryService, IngestPort, LOG_DETAIL_MAX_CHARS, LOG_NAME_MAX_CHARS, LogLimiter,
-    LogSource, LogText, LogVerdict, NetEvent, NetServer, NetServerConfig, NetStats, ServerError,
-    ServerInfo, SessionLimits, TokenDirectory,
+    LogSource, LogText, LogVerdict, NetEvent, NetServer, NetServerConfig, NetStats, ResidentAnswer,
+    ResidentService, ServerError, ServerInfo, SessionLimits, TokenDirectory,
 };
 pub use tls::{
     ServerIdentity, TlsError, client_crypto, load_certificates, load_or_create_identity,

@@ -40,9 +40,10 @@ pub use codec::{
 pub use handshake::{TokenLookup, check_hello};
 pub use mailbox::{SharedMailbox, ViewerMailbox};
 pub use messages::{
-    Aggregation, AssetInfo, ClientToServer, ErrorCode, Geometry, Hello, HelloReply, HistoryPoint,
-    HistoryReply, HistoryRequest, PickHit, PickReply, PickRequest, PickTarget, ProtocolError,
-    Rejection, SensorInfo, ServerToGateway, ServerToViewer, Snapshot, Subscribe, Update,
+    Aggregation, AssetInfo, ClientToServer, Consent, ErrorCode, ExportFormat, Geometry, Hello,
+    HelloReply, HistoryPoint, HistoryReply, HistoryRequest, PickHit, PickReply, PickRequest,
+    PickTarget, ProtocolError, Rejection, ResidentAction, ResidentOutcome, ResidentReply,
+    ResidentRequest, SensorInfo, ServerToGateway, ServerToViewer, Snapshot, Subscribe, Update,
     ValueUpdate, Welcome,
 };
 pub use readings::{

@@ -114,6 +114,9 @@ pub enum ClientToServer {
     History(HistoryRequest),
     /// Ask what lies along a ray through the city (viewers).
     Pick(PickRequest),
+    /// A data-subject request about the resident's own home (resident
+    /// tokens only).
+    Resident(ResidentRequest),
 }
 
 /// Frames the server sends to a gateway after the handshake.
@@ -437,6 +440,92 @@ pub struct Update {
     pub values: Vec<ValueUpdate>,
 }
 
+/// A household's choices about what is derived from its sensors: whether
+/// their readings may feed the aggregates planners are shown, and those the
+/// public is shown. Both by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    /// May feed planners' aggregates.
+    pub planners: bool,
+    /// May feed the public's aggregates.
+    pub public: bool,
+}
+
+impl Default for Consent {
+    fn default() -> Self {
+        Self {
+            planners: true,
+            public: true,
+        }
+    }
+}
+
+/// What a resident asks about their own home (the sensors their token is
+/// bound to). Every request is written to the server's audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResidentRequest {
+    /// Client-chosen id, echoed in every reply frame.
+    pub request: u32,
+    /// What to do.
+    pub action: ResidentAction,
+}
+
+/// A resident's data-subject request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ResidentAction {
+    /// Everything held about the home: recorded readings, the aggregates
+    /// derived from them and who is shown each, every audited access.
+    Export(ExportFormat),
+    /// Delete the home's recorded readings, all or those with a device time
+    /// before `before_ms`, from every history path at once.
+    Erase {
+        /// Only readings before this device time, ms since the Unix epoch.
+        before_ms: Option<i64>,
+    },
+    /// Tell what the home consents to now.
+    GetConsent,
+    /// Set what the home consents to; takes effect at once on every path.
+    SetConsent(Consent),
+}
+
+/// Formats of a resident's export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExportFormat {
+    /// One JSON document.
+    Json,
+    /// CSV, `record,sensor,time,value,quality,detail` (RFC 4180).
+    Csv,
+}
+
+/// One frame answering a [`ResidentRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResidentReply {
+    /// The request's id.
+    pub request: u32,
+    /// What happened.
+    pub outcome: ResidentOutcome,
+}
+
+/// What a resident's request did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ResidentOutcome {
+    /// The next part of an export, in order; `last` marks its end. The
+    /// document is the concatenation of every part's bytes.
+    ExportPart {
+        /// Bytes of the document.
+        bytes: Vec<u8>,
+        /// Whether this is the export's last part.
+        last: bool,
+    },
+    /// So many recorded readings were erased.
+    Erased {
+        /// Readings deleted.
+        readings: u64,
+    },
+    /// The home's consent now (after a change, the one that took effect).
+    Consent(Consent),
+}
+
 /// Frames the server sends to a viewer after the handshake.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ServerToViewer {
@@ -450,6 +539,8 @@ pub enum ServerToViewer {
     History(HistoryReply),
     /// What lies along a ray, answering a [`PickRequest`].
     Pick(PickReply),
+    /// An answer to a [`ResidentRequest`] (an export comes as several).
+    Resident(ResidentReply),
 }
 
 /// Kinds of protocol errors.

@@ -303,6 +303,7 @@ impl FakeTwin {
             gateway_window: 16,
             viewer_frame_bytes: 64 * 1024,
             history: None,
+            residents: None,
             limits: polis_net::SessionLimits::default(),
         })
         .expect("net starts");

@@ -40,6 +40,9 @@ struct Entry<'a> {
     /// Rows a request affected (erasure).
     #[serde(skip_serializing_if = "Option::is_none")]
     count: Option<u64>,
+    /// The consent set (consent changes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consent: Option<polis_protocol::Consent>,
 }
 
 fn now() -> String {
@@ -97,6 +100,7 @@ impl AuditLog {
             from: None,
             to: None,
             count: None,
+            consent: None,
         });
     }
 
@@ -111,6 +115,7 @@ impl AuditLog {
             from: Some(format_time_ms(from_ms)),
             to: Some(format_time_ms(to_ms)),
             count: None,
+            consent: None,
         });
     }
 
@@ -134,6 +139,24 @@ impl AuditLog {
             from: None,
             to: before_ms.map(format_time_ms),
             count,
+            consent: None,
+        });
+    }
+}
+
+impl AuditLog {
+    /// Records that `who` set the consent of `sensors` to `consent`.
+    pub fn consent(&self, who: &str, sensors: &[String], consent: polis_protocol::Consent) {
+        self.write(&Entry {
+            time: now(),
+            who,
+            what: "consent",
+            sensors,
+            at: None,
+            from: None,
+            to: None,
+            count: None,
+            consent: Some(consent),
         });
     }
 }

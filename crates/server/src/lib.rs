@@ -8,6 +8,7 @@ mod audit;
 mod bridge;
 pub mod cli;
 mod config;
+pub mod consent;
 mod http;
 mod memory;
 mod metrics;

@@ -1,7 +1,10 @@
 //! Data-subject requests of residents: everything Polis holds about a
-//! home's sensors ([`export`]: recorded readings, the aggregates derived
-//! from them and who is shown those, and every audited access), and
-//! erasure of their recorded readings ([`erase`]).
+//! home's sensors ([`export`]: recorded readings, consent, the aggregates
+//! derived from them and who is shown those, and every audited access),
+//! erasure of their recorded readings ([`erase`]) and consent
+//! (`crate::consent`). The operator answers them with `polis resident`;
+//! a resident makes them over the protocol with their own token
+//! (`Residents`).
 //!
 //! Both work on the data directory itself, so the operator can answer a
 //! request whether or not the server runs: history is SQLite in WAL mode
@@ -15,11 +18,17 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use polis_history::HistoryReader;
+use polis_net::{Grant, ResidentAnswer, ResidentService};
+use polis_protocol::{
+    Consent, ErrorCode, ExportFormat, ProtocolError, ResidentAction, ResidentOutcome,
+};
 use polis_scene::Scene;
-use polis_twin::{DerivedAggregate, PrivacyOptions, aggregates_fed_by};
+use polis_twin::{Consents, DerivedAggregate, HomeInTwin, PrivacyOptions, describe_home};
+use tracing::warn;
 
 use crate::audit::AuditLog;
 use crate::cli::format_time_ms;
+use crate::consent::TwinLink;
 
 /// Everything held about a home's sensors.
 #[derive(Debug, serde::Serialize)]
@@ -42,6 +51,8 @@ pub struct SensorExport {
     pub quantity: Option<String>,
     /// Its unit, per the scene.
     pub unit: Option<String>,
+    /// What its home lets Polis derive from it.
+    pub consent: Consent,
     /// Every recorded reading, by device time.
     pub readings: Vec<ExportedReading>,
 }
@@ -66,15 +77,17 @@ pub struct DataFiles<'a> {
     pub history: &'a Path,
     /// The audit log (`<data dir>/audit.log`).
     pub audit: &'a Path,
+    /// Residents' consent (`<data dir>/consent.json`).
+    pub consent: &'a Path,
 }
 
 /// Everything held about `sensors` (a home's sensor ids) in `files`, with
-/// the aggregates a twin of `scene` under `privacy` derives from them.
-/// Writes an `export` entry for `who` to the audit log afterwards.
+/// what the twin holds about them (`home`: the running twin's, or
+/// [`describe_home`] of the scene). Writes an `export` entry for `who` to
+/// the audit log afterwards.
 pub fn export(
     files: &DataFiles<'_>,
-    scene: &Scene,
-    privacy: &PrivacyOptions,
+    home: &HomeInTwin,
     sensors: &[String],
     who: &str,
 ) -> anyhow::Result<ResidentExport> {
@@ -83,9 +96,10 @@ pub fn export(
     } else {
         None
     };
+    let consents = crate::consent::load(files.consent)?;
     let mut exported = Vec::with_capacity(sensors.len());
-    for id in sensors {
-        let in_scene = scene.sensors.iter().find(|s| &s.id == id);
+    for (index, id) in sensors.iter().enumerate() {
+        let described = home.sensors.get(index).cloned().flatten();
         let readings = match &reader {
             Some(reader) if reader.key(id).is_ok() => reader
                 .readings(id, i64::MIN, i64::MAX)?
@@ -101,13 +115,13 @@ pub fn export(
         };
         exported.push(SensorExport {
             id: id.clone(),
-            quantity: in_scene.map(|s| s.quantity.clone()),
-            unit: in_scene.map(|s| s.unit.clone()),
+            quantity: described.as_ref().map(|(quantity, _)| quantity.clone()),
+            unit: described.map(|(_, unit)| unit),
+            consent: consents.get(id).copied().unwrap_or_default(),
             readings,
         });
     }
-    let derived = aggregates_fed_by(scene, privacy, sensors)
-        .map_err(|err| anyhow::anyhow!("the scene cannot be built: {err}"))?;
+    let derived = home.derived.clone();
     let access = audit_entries_naming(files.audit, sensors)?;
     AuditLog::open(files.audit)?.request(who, "export", sensors, None, None);
     Ok(ResidentExport {
@@ -159,6 +173,113 @@ fn audit_entries_naming(path: &Path, sensors: &[String]) -> anyhow::Result<Vec<s
     Ok(entries)
 }
 
+/// Largest export sent over the protocol; a home with more recorded data
+/// is exported by the operator (`polis resident export`), which writes a
+/// file instead.
+const MAX_PROTOCOL_EXPORT_BYTES: usize = 256 * 1024 * 1024;
+
+/// What a twin of `scene` with the consent recorded in `files` holds about
+/// `sensors` at its start: for answering a resident without a server.
+pub fn home_in_scene(
+    files: &DataFiles<'_>,
+    scene: &Scene,
+    privacy: &PrivacyOptions,
+    sensors: &[String],
+) -> anyhow::Result<HomeInTwin> {
+    let consents = Consents::new(crate::consent::load(files.consent)?);
+    describe_home(scene, privacy, &consents, sensors)
+        .map_err(|err| anyhow::anyhow!("the scene cannot be built: {err}"))
+}
+
+/// Answers residents' requests over the protocol, for their token's home.
+pub(crate) struct Residents {
+    pub(crate) history: std::path::PathBuf,
+    pub(crate) audit_path: std::path::PathBuf,
+    pub(crate) audit: AuditLog,
+    pub(crate) consent: TwinLink,
+    pub(crate) consent_path: std::path::PathBuf,
+}
+
+fn unavailable(what: &str, err: &dyn std::fmt::Display) -> ProtocolError {
+    warn!("resident request failed: {what}: {err}");
+    ProtocolError {
+        code: ErrorCode::Unavailable,
+        detail: format!("{what} failed; try again later"),
+    }
+}
+
+impl ResidentService for Residents {
+    fn answer(
+        &self,
+        grant: &Grant,
+        action: &ResidentAction,
+    ) -> Result<ResidentAnswer, ProtocolError> {
+        let home: Vec<String> = grant.own_sensors.to_vec();
+        let files = DataFiles {
+            history: &self.history,
+            audit: &self.audit_path,
+            consent: &self.consent_path,
+        };
+        match action {
+            ResidentAction::Export(format) => {
+                let Some(in_twin) = self.consent.home(&home) else {
+                    return Err(unavailable("export", &"the twin did not answer in time"));
+                };
+                let exported = export(&files, &in_twin, &home, &grant.name)
+                    .map_err(|err| unavailable("export", &err))?;
+                let bytes = match format {
+                    ExportFormat::Json => serde_json::to_vec_pretty(&exported)
+                        .map_err(|err| unavailable("export", &err))?,
+                    ExportFormat::Csv => exported.to_csv().into_bytes(),
+                };
+                if bytes.len() > MAX_PROTOCOL_EXPORT_BYTES {
+                    return Err(ProtocolError {
+                        code: ErrorCode::InvalidRequest,
+                        detail: format!(
+                            "the export is {} MiB, more than the {} MiB sent over the protocol; \
+                             ask the operator for it (`polis resident export`)",
+                            bytes.len() >> 20,
+                            MAX_PROTOCOL_EXPORT_BYTES >> 20
+                        ),
+                    });
+                }
+                Ok(ResidentAnswer::Document(bytes))
+            }
+            ResidentAction::Erase { before_ms } => {
+                let readings = erase(&files, &home, *before_ms, &grant.name)
+                    .map_err(|err| unavailable("erasure", &err))?;
+                Ok(ResidentAnswer::Outcome(ResidentOutcome::Erased {
+                    readings,
+                }))
+            }
+            ResidentAction::GetConsent => {
+                let consent = home_consent(&self.consent_path, &home)
+                    .map_err(|err| unavailable("reading consent", &err))?;
+                Ok(ResidentAnswer::Outcome(ResidentOutcome::Consent(consent)))
+            }
+            ResidentAction::SetConsent(consent) => {
+                self.consent
+                    .set(&home, *consent)
+                    .map_err(|err| unavailable("recording consent", &err))?;
+                self.audit.consent(&grant.name, &home, *consent);
+                let now = home_consent(&self.consent_path, &home)
+                    .map_err(|err| unavailable("reading consent", &err))?;
+                Ok(ResidentAnswer::Outcome(ResidentOutcome::Consent(now)))
+            }
+        }
+    }
+}
+
+/// What the whole home consents to: a role only if every one of its
+/// sensors consents to it.
+pub fn home_consent(path: &Path, home: &[String]) -> anyhow::Result<Consent> {
+    let each = crate::consent::of(path, home)?;
+    Ok(Consent {
+        planners: each.iter().all(|(_, c)| c.planners),
+        public: each.iter().all(|(_, c)| c.public),
+    })
+}
+
 impl ResidentExport {
     /// The export as CSV: one row per reading, derived aggregate and access,
     /// `record,sensor,time,value,quality,detail` (RFC 4180 quoting).
@@ -182,6 +303,15 @@ impl ResidentExport {
                     &unit,
                 ]);
             }
+        }
+        for sensor in &self.sensors {
+            let yes_no = |yes: bool| if yes { "yes" } else { "no" };
+            let detail = format!(
+                "aggregates for planners: {}; for the public: {}",
+                yes_no(sensor.consent.planners),
+                yes_no(sensor.consent.public)
+            );
+            row(["consent", &sensor.id, "", "", "", &detail]);
         }
         for derived in &self.derived {
             let detail = format!(

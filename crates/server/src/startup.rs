@@ -21,8 +21,10 @@ use tracing::{info, warn};
 use crate::audit::AuditLog;
 use crate::bridge::{Durable, NetLink};
 use crate::config::{Config, SyncMode};
+use crate::consent::{TwinInbox, TwinLink};
 use crate::metrics::Observed;
 use crate::playback::{HistoryQueries, Playback, SensorKeys};
+use crate::resident::Residents;
 use crate::server::ServerStarted;
 use crate::tokens::{ServerTokens, TokenTable, server_tokens};
 
@@ -48,6 +50,12 @@ pub(crate) struct Parts {
     pub(crate) noise: Option<polis_twin::NoiseOptions>,
     /// The retention thread, when personal readings expire.
     pub(crate) retention: Option<std::thread::JoinHandle<()>>,
+    /// Residents' consent as the twin starts with it.
+    pub(crate) consents: polis_twin::Consents,
+    /// Where consent changes reach the twin.
+    pub(crate) consent_inbox: TwinInbox,
+    /// The thread that notices consent changes made by other processes.
+    pub(crate) consent_watch: Option<std::thread::JoinHandle<()>>,
     /// How far ahead of the clock device times may be, ms.
     pub(crate) max_clock_skew_ms: i64,
     /// The MQTT sources, when any is configured.
@@ -74,6 +82,25 @@ pub(crate) fn open_parts(
     let identity = open_identity(config)?;
     let ServerTokens { table, generated } = server_tokens(config)?;
     let audit = AuditLog::open(&config.audit_path())?;
+    let consent_path = config.consent_path();
+    let known = crate::consent::load(&consent_path)?;
+    if !known.is_empty() {
+        info!(
+            sensors = known.len(),
+            "residents' consent read from {}",
+            consent_path.display()
+        );
+    }
+    let consents = polis_twin::Consents::new(known.clone());
+    let (consent, consent_inbox) = TwinLink::new(consent_path.clone(), known);
+    let residents: Arc<dyn polis_net::ResidentService> = Arc::new(Residents {
+        history: config.history_path(),
+        audit_path: config.audit_path(),
+        audit: audit.clone(),
+        consent: consent.clone(),
+        consent_path,
+    });
+
     let history = config
         .history
         .enabled
@@ -93,7 +120,7 @@ pub(crate) fn open_parts(
         identity.fingerprint_sha256(),
         identity.created,
     );
-    let net = open_net(config, scene, identity, table, queries)?;
+    let net = open_net(config, scene, identity, table, queries, residents)?;
     let _ = observed.net.set(Arc::clone(net.stats()));
     let mqtt = crate::mqtt::open_mqtt(config, scene, net.ingest_port())?;
     if let Some(mqtt) = &mqtt {
@@ -118,6 +145,11 @@ pub(crate) fn open_parts(
         .map(|durable| open_retention(config, durable.writer(), stop))
         .transpose()?
         .flatten();
+    // Last, so that a part that fails to open leaves no thread behind.
+    let consent_watch = Some(
+        crate::consent::watch(consent, Arc::clone(stop))
+            .context("cannot start the consent thread")?,
+    );
     Ok(Parts {
         started,
         link: NetLink::new(net, durable, config.limits.max_events_per_tick),
@@ -127,6 +159,9 @@ pub(crate) fn open_parts(
         privacy: config.privacy_options(),
         noise: open_noise(config)?,
         retention,
+        consents,
+        consent_inbox,
+        consent_watch,
         max_clock_skew_ms: config.limits.max_clock_skew_ms(),
         mqtt,
         interest_budget: config.limits.interest_budget(),
@@ -256,6 +291,7 @@ fn open_net(
     identity: ServerIdentity,
     tokens: TokenTable,
     history: Option<Arc<dyn HistoryService>>,
+    residents: Arc<dyn polis_net::ResidentService>,
 ) -> anyhow::Result<NetServer> {
     Ok(NetServer::start(NetServerConfig {
         listen: config.listen,
@@ -271,6 +307,7 @@ fn open_net(
         gateway_window: config.limits.gateway_window,
         viewer_frame_bytes: config.limits.viewer_frame_bytes,
         history,
+        residents: Some(residents),
         limits: config.limits.session(),
     })?)
 }

@@ -14,6 +14,7 @@ use tracing::info;
 
 use crate::audit::AuditPlugin;
 use crate::bridge::{NetBridgePlugin, NetLink};
+use crate::consent::ConsentPlugin;
 use crate::metrics::{MetricsPlugin, ObservedHandle};
 use crate::playback::PlaybackPlugin;
 use crate::startup::{Parts, unix_now_ms};
@@ -56,6 +57,8 @@ fn build_app(scene: Scene, parts: Parts, observed: ObservedHandle) -> App {
         noise,
         max_clock_skew_ms,
         interest_budget,
+        consents,
+        consent_inbox,
         ..
     } = parts;
     let mut app = App::new();
@@ -67,13 +70,15 @@ fn build_app(scene: Scene, parts: Parts, observed: ObservedHandle) -> App {
         .insert_resource(DeviceTimeLimit {
             newest_ms: unix_now_ms().saturating_add(max_clock_skew_ms),
         })
-        .insert_resource(interest_budget);
+        .insert_resource(interest_budget)
+        .insert_resource(consent_inbox);
     if let Some(playback) = playback {
         app.insert_resource(playback);
     }
     let mut twin = TwinPlugin::new(scene)
         .with_latest(restored)
-        .with_privacy(privacy);
+        .with_privacy(privacy)
+        .with_consents(consents);
     if let Some(noise) = noise {
         twin = twin.with_public_noise(noise, unix_now_ms());
     }
@@ -84,6 +89,7 @@ fn build_app(scene: Scene, parts: Parts, observed: ObservedHandle) -> App {
             NetBridgePlugin,
             PlaybackPlugin,
             AuditPlugin,
+            ConsentPlugin,
             MetricsPlugin,
         ));
     app.finish();
@@ -101,6 +107,7 @@ pub(crate) fn run_twin(
     stop: &AtomicBool,
 ) {
     let retention = parts.retention.take();
+    let consent_watch = parts.consent_watch.take();
     let mqtt = parts.mqtt.take();
     let max_clock_skew_ms = parts.max_clock_skew_ms;
     let mut app = build_app(scene, parts, observed.clone());
@@ -130,6 +137,9 @@ pub(crate) fn run_twin(
     // they acknowledge what history committed, then disconnect.
     if let Some(mqtt) = mqtt {
         mqtt.stop();
+    }
+    if let Some(consent_watch) = consent_watch {
+        let _ = consent_watch.join();
     }
     if let Some(retention) = retention {
         let _ = retention.join();

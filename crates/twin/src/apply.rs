@@ -178,7 +178,7 @@ fn refresh_aggregates(
             continue;
         };
         let public = sensors.audience(handle) == Some(Audience::PUBLIC);
-        let readings = members.iter().map(|&m| sensors.latest(m));
+        let readings = members.iter().map(|&m| sensors.received_latest(m));
         let value = match noise.as_deref_mut().filter(|_| public) {
             None => combine(rule, readings),
             Some(noise) => {

@@ -310,6 +310,9 @@ pub(crate) struct AggregateRule {
     pub(crate) additive: bool,
     /// Fewest members with a value for the aggregate to have one.
     pub(crate) min_members: u32,
+    /// A member's consent changed since the twin formed it: it has no
+    /// value until the twin next starts (see `privacy`).
+    pub(crate) withdrawn: bool,
 }
 
 /// A sensor to append to the table.
@@ -339,6 +342,9 @@ pub(crate) struct NewAggregate<'a> {
 /// [`Quality::code`] follows these two.
 const NO_READING: u8 = 0;
 const NO_QUALITY: u8 = 1;
+/// Set in the state byte of a reading restored at start rather than
+/// received since (aggregates do not take those).
+const RESTORED: u8 = 0x80;
 
 fn quality_code(quality: Option<Quality>) -> u8 {
     quality.map_or(NO_QUALITY, |quality| NO_QUALITY + 1 + quality.code())
@@ -555,7 +561,7 @@ impl SensorTable {
     /// The latest reading of sensor `handle` by device time.
     pub fn latest(&self, handle: u32) -> Option<StoredReading> {
         let index = handle as usize;
-        let state = *self.latest_state.get(index)?;
+        let state = *self.latest_state.get(index)? & !RESTORED;
         if state == NO_READING {
             return None;
         }
@@ -564,6 +570,24 @@ impl SensorTable {
             value: *self.latest_value.get(index)?,
             quality: quality_of(state),
         })
+    }
+
+    /// The latest reading of sensor `handle` if it arrived since the twin
+    /// started (not restored from history): what aggregates combine.
+    pub(crate) fn received_latest(&self, handle: u32) -> Option<StoredReading> {
+        let state = *self.latest_state.get(handle as usize)?;
+        if state & RESTORED != 0 {
+            return None;
+        }
+        self.latest(handle)
+    }
+
+    /// Sets the latest reading of sensor `handle` as restored at start.
+    pub(crate) fn restore_latest(&mut self, handle: u32, reading: StoredReading) {
+        self.set_latest(handle, Some(reading));
+        if let Some(state) = self.latest_state.get_mut(handle as usize) {
+            *state |= RESTORED;
+        }
     }
 
     /// Sets (or clears) the latest reading of sensor `handle`.
@@ -591,6 +615,30 @@ impl SensorTable {
         let first_aggregate = self.meta.len().checked_sub(self.rules.len())?;
         let index = (handle as usize).checked_sub(first_aggregate)?;
         Some((self.members.get(index), *self.rules.get(index)?))
+    }
+
+    /// Whether aggregate `handle` was withdrawn (see `withdraw_aggregate`).
+    pub(crate) fn is_withdrawn(&self, handle: u32) -> bool {
+        self.aggregate(handle)
+            .is_some_and(|(_, rule)| rule.withdrawn)
+    }
+
+    /// Withdraws aggregate `handle` for good (it has no value from now on);
+    /// `false` if it is no aggregate.
+    pub(crate) fn withdraw_aggregate(&mut self, handle: u32) -> bool {
+        let Some(first_aggregate) = self.meta.len().checked_sub(self.rules.len()) else {
+            return false;
+        };
+        let rule = (handle as usize)
+            .checked_sub(first_aggregate)
+            .and_then(|index| self.rules.get_mut(index));
+        match rule {
+            Some(rule) => {
+                rule.withdrawn = true;
+                true
+            }
+            None => false,
+        }
     }
 
     /// The personal sensors aggregate `handle` sums or averages; `None` for

@@ -1,13 +1,16 @@
 //! What Polis derives from a household's sensors and who is shown it: the
-//! aggregates each personal sensor feeds, for a resident's export.
+//! aggregates each personal sensor feeds, for a resident's export — from a
+//! running twin ([`HomeRequested`]) or from a scene ([`describe_home`]).
 
 use std::collections::BTreeMap;
+use std::sync::mpsc::Sender;
 
+use bevy::prelude::*;
 use polis_scene::Scene;
 
-use crate::city::CityTooLarge;
+use crate::city::{CityTooLarge, SensorTable};
 use crate::components::Audience;
-use crate::privacy::PrivacyOptions;
+use crate::privacy::{AggregatesOf, Consents, PrivacyOptions};
 use crate::spawn::build_city;
 
 /// An aggregate that includes some of the given sensors.
@@ -21,33 +24,54 @@ pub struct DerivedAggregate {
     pub households: usize,
     /// Which of the given sensors it includes.
     pub from: Vec<String>,
+    /// Withdrawn after a member's change of consent: shown to no one (and
+    /// not formed again at the next start unless consent allows it).
+    pub withdrawn: bool,
 }
 
-/// The aggregates that `sensors` (ids; unknown ones are skipped) feed in a
-/// twin of `scene` with `privacy`, sorted by id.
-pub fn aggregates_fed_by(
-    scene: &Scene,
-    privacy: &PrivacyOptions,
-    sensors: &[String],
-) -> Result<Vec<DerivedAggregate>, CityTooLarge> {
-    let city = build_city(scene, privacy)?;
+/// What the twin holds about a home's sensors.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HomeInTwin {
+    /// Quantity and unit of each asked sensor, in the order asked (`None`
+    /// for ids the twin does not have).
+    pub sensors: Vec<Option<(String, String)>>,
+    /// The aggregates they feed, sorted by id.
+    pub derived: Vec<DerivedAggregate>,
+}
+
+/// Asks a running twin what it holds about a home's sensors; answered on
+/// `reply` in the next tick.
+#[derive(Message, Debug)]
+pub struct HomeRequested {
+    /// The home's sensor ids.
+    pub sensors: Vec<String>,
+    /// Where the answer goes.
+    pub reply: Sender<HomeInTwin>,
+}
+
+/// What the twin's tables hold about `ids`.
+fn describe(sensors: &SensorTable, aggregates_of: &AggregatesOf, ids: &[String]) -> HomeInTwin {
     let mut found: BTreeMap<String, DerivedAggregate> = BTreeMap::new();
-    for sensor in sensors {
-        let Some(handle) = city.sensors.by_id(sensor) else {
+    let mut described = Vec::with_capacity(ids.len());
+    for sensor in ids {
+        let Some(handle) = sensors.by_id(sensor) else {
+            described.push(None);
             continue;
         };
-        for &aggregate in city.aggregates_of.of(handle) {
-            let Some(id) = city.sensors.id(aggregate) else {
+        described.push(Some((
+            sensors.quantity(handle).unwrap_or_default().to_owned(),
+            sensors.unit(handle).unwrap_or_default().to_owned(),
+        )));
+        for &aggregate in aggregates_of.of(handle) {
+            let Some(id) = sensors.id(aggregate) else {
                 continue;
             };
-            let shown_to = match city.sensors.audience(aggregate) {
+            let shown_to = match sensors.audience(aggregate) {
                 Some(audience) if audience == Audience::PLANNERS => "planners",
                 _ => "public",
             };
-            let households = city
-                .sensors
-                .aggregate_members(aggregate)
-                .map_or(0, <[u32]>::len);
+            let households = sensors.aggregate_members(aggregate).map_or(0, <[u32]>::len);
+            let withdrawn = sensors.is_withdrawn(aggregate);
             found
                 .entry(id.to_owned())
                 .or_insert_with(|| DerivedAggregate {
@@ -55,10 +79,53 @@ pub fn aggregates_fed_by(
                     shown_to,
                     households,
                     from: Vec::new(),
+                    withdrawn,
                 })
                 .from
                 .push(sensor.clone());
         }
     }
-    Ok(found.into_values().collect())
+    HomeInTwin {
+        sensors: described,
+        derived: found.into_values().collect(),
+    }
+}
+
+/// What a twin of `scene` with `privacy` and `consents` holds about
+/// `sensors` (ids) when it starts: for answering a resident without a
+/// running server.
+pub fn describe_home(
+    scene: &Scene,
+    privacy: &PrivacyOptions,
+    consents: &Consents,
+    sensors: &[String],
+) -> Result<HomeInTwin, CityTooLarge> {
+    let city = build_city(scene, privacy, consents)?;
+    Ok(describe(&city.sensors, &city.aggregates_of, sensors))
+}
+
+/// The aggregates that `sensors` (ids; unknown ones are skipped) feed in a
+/// twin of `scene` with `privacy` and `consents` forms at its start, sorted
+/// by id.
+pub fn aggregates_fed_by(
+    scene: &Scene,
+    privacy: &PrivacyOptions,
+    consents: &Consents,
+    sensors: &[String],
+) -> Result<Vec<DerivedAggregate>, CityTooLarge> {
+    Ok(describe_home(scene, privacy, consents, sensors)?.derived)
+}
+
+/// Answers every [`HomeRequested`] from the twin's current tables.
+pub(crate) fn answer_home_requests(
+    mut requests: MessageReader<HomeRequested>,
+    sensors: Res<SensorTable>,
+    aggregates_of: Res<AggregatesOf>,
+) {
+    for request in requests.read() {
+        // The requester may have given up waiting; nothing to do then.
+        let _ = request
+            .reply
+            .send(describe(&sensors, &aggregates_of, &request.sensors));
+    }
 }

@@ -34,11 +34,11 @@ pub use apply::{DeviceTimeLimit, IngestCounters, classify_reading};
 pub use budget::{InterestBudget, TwinClock};
 pub use city::{AssetTable, CityTooLarge, SensorTable};
 pub use components::{Audience, StoredReading, Travel, ViewerState};
-pub use derived::{DerivedAggregate, aggregates_fed_by};
+pub use derived::{DerivedAggregate, HomeInTwin, HomeRequested, aggregates_fed_by, describe_home};
 pub use index::{IndexedItem, ItemRef, SpatialIndex};
 pub use interest::{InterestPending, ViewerBacklog};
 pub use messages::{
-    BatchApplied, BatchTicket, IncomingBatch, PersonalDataShown, PlaybackCommand,
+    BatchApplied, BatchTicket, ConsentChanged, IncomingBatch, PersonalDataShown, PlaybackCommand,
     PlaybackRequested, RecordedReading, ViewerConnected, ViewerDisconnected, ViewerId,
     ViewerSubscribed,
 };
@@ -47,7 +47,7 @@ pub use pick::{
     DEFAULT_PICKS_PER_TICK, PendingPicks, PickBudget, PickPlugin, PickRequested, PickResponder,
     PickShapes, PickSystems, asset_collider,
 };
-pub use privacy::PrivacyOptions;
+pub use privacy::{Consents, PrivacyOptions};
 pub use spawn::TwinInfo;
 
 /// When the twin's systems run within `Update`, in this order.
@@ -74,6 +74,7 @@ pub struct TwinPlugin {
     scene: std::sync::Mutex<Option<Scene>>,
     restored: std::sync::Mutex<Vec<(String, StoredReading)>>,
     privacy: PrivacyOptions,
+    consents: Consents,
     /// Differential privacy for public aggregates, and the wall-clock time
     /// (ms since the Unix epoch) the twin starts at.
     noise: Option<(NoiseOptions, i64)>,
@@ -86,6 +87,7 @@ impl TwinPlugin {
             scene: std::sync::Mutex::new(Some(scene)),
             restored: std::sync::Mutex::new(Vec::new()),
             privacy: PrivacyOptions::default(),
+            consents: Consents::default(),
             noise: None,
         }
     }
@@ -101,6 +103,13 @@ impl TwinPlugin {
     /// Aggregates personal data with these options (default k = 5).
     pub fn with_privacy(mut self, privacy: PrivacyOptions) -> Self {
         self.privacy = privacy;
+        self
+    }
+
+    /// Groups each household only with households of the same consent
+    /// (default: everyone consents to every role's aggregates).
+    pub fn with_consents(mut self, consents: Consents) -> Self {
+        self.consents = consents;
         self
     }
 
@@ -126,13 +135,14 @@ impl Plugin for TwinPlugin {
             tracing::error!("TwinPlugin built twice; ignoring the second build");
             return;
         };
-        let city = spawn::build_city(&scene, &self.privacy).unwrap_or_else(|error| {
-            // Unreachable for scenes a machine can hold in memory (ids
-            // beyond 4 GiB, over 65,536 quantity and unit names): the twin
-            // serves an empty city and says why.
-            tracing::error!(%error, scene = %scene.name, "the scene was not loaded");
-            spawn::City::empty(&scene)
-        });
+        let city =
+            spawn::build_city(&scene, &self.privacy, &self.consents).unwrap_or_else(|error| {
+                // Unreachable for scenes a machine can hold in memory (ids
+                // beyond 4 GiB, over 65,536 quantity and unit names): the twin
+                // serves an empty city and says why.
+                tracing::error!(%error, scene = %scene.name, "the scene was not loaded");
+                spawn::City::empty(&scene)
+            });
         city.insert_into(app.world_mut());
         drop(scene);
         let restored = std::mem::take(
@@ -162,6 +172,8 @@ impl Plugin for TwinPlugin {
             .add_message::<ViewerSubscribed>()
             .add_message::<ViewerDisconnected>()
             .add_message::<PlaybackCommand>()
+            .add_message::<ConsentChanged>()
+            .add_message::<HomeRequested>()
             .configure_sets(
                 Update,
                 (
@@ -172,7 +184,12 @@ impl Plugin for TwinPlugin {
                     .chain(),
             )
             .add_systems(First, advance_tick)
-            .add_systems(Update, apply::apply_readings.in_set(TwinSystems::Apply))
+            .add_systems(
+                Update,
+                (privacy::withdraw_aggregates, apply::apply_readings)
+                    .chain()
+                    .in_set(TwinSystems::Apply),
+            )
             .add_systems(
                 Update,
                 (
@@ -189,6 +206,10 @@ impl Plugin for TwinPlugin {
                 (interest::publish_values, interest::measure_backlog)
                     .chain()
                     .in_set(TwinSystems::Publish),
+            )
+            .add_systems(
+                Update,
+                derived::answer_home_requests.after(TwinSystems::Apply),
             );
     }
 }

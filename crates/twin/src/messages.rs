@@ -120,3 +120,14 @@ pub struct PersonalDataShown {
     /// Device time travelled to, if not live.
     pub at_ms: Option<i64>,
 }
+
+/// Households changed their consent (see `privacy`): every aggregate their
+/// sensors feed is withdrawn in the tick that reads this, before its
+/// readings are applied.
+#[derive(Message, Debug)]
+pub struct ConsentChanged {
+    /// The households' sensor ids.
+    pub sensors: Vec<String>,
+    /// Told how many aggregates were withdrawn, once they are.
+    pub done: Option<std::sync::mpsc::Sender<usize>>,
+}

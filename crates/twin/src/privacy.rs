@@ -30,16 +30,35 @@
 //! readings), so going silent or coming back changes nothing but that
 //! member's own reading, like any new reading.
 //!
+//! Consent. A household may refuse that its readings feed planners'
+//! aggregates, the public's, or both ([`Consents`], from
+//! `<data dir>/consent.json`). Households are grouped only with households
+//! of the same consent class, so every group a role is shown holds only
+//! households that consent to that role, and the nesting argument above
+//! holds within each class (a class shown to the public but not to
+//! planners forms public groups of single households, and planners are
+//! shown none of them). A change of consent while the twin runs withdraws
+//! at once every aggregate the household feeds, for every role: from then
+//! on those aggregates have no value (a withdrawn group cannot be
+//! subtracted from anything), until the twin next starts and forms the
+//! groups anew by class. At that start no aggregate takes a member's
+//! restored reading: each has a value only once every member has reported
+//! since, so a value of a re-formed group never shares its members'
+//! readings with the last value of the group it replaces, and their
+//! difference isolates no one.
+//!
 //! Aggregates are sensors like the others (handles after the scene's), with
 //! an [`Audience`] that keeps each kind of viewer to its own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bevy::prelude::*;
+use polis_protocol::Consent;
 
 use crate::city::{AggregateRule, CityTooLarge, Flat, NewAggregate, SensorTable};
 use crate::components::{Audience, StoredReading};
 use crate::index::IndexedItem;
+use crate::messages::ConsentChanged;
 
 /// How personal data is aggregated.
 #[derive(Debug, Clone, Copy)]
@@ -183,40 +202,93 @@ fn merge(units: Vec<Unit>) -> Unit {
     }
 }
 
+/// Households' consent to what is derived from their sensors, by sensor
+/// id; a sensor not listed consents to both (the default).
+#[derive(Debug, Clone, Default)]
+pub struct Consents(HashMap<String, Consent>);
+
+impl Consents {
+    /// The consent of each listed sensor.
+    pub fn new(consents: impl IntoIterator<Item = (String, Consent)>) -> Self {
+        Self(consents.into_iter().collect())
+    }
+
+    /// What sensor `id` consents to.
+    pub fn of(&self, id: &str) -> Consent {
+        self.0.get(id).copied().unwrap_or_default()
+    }
+}
+
+/// The suffix that keeps the groups of one consent class apart from the
+/// others' in the same building or cell (none for the default class, whose
+/// ids stay as they always were).
+fn class_suffix(consent: Consent) -> &'static str {
+    match (consent.planners, consent.public) {
+        (true, true) => "",
+        (true, false) => "-nopublic",
+        (false, true) => "-noplanners",
+        (false, false) => "-none",
+    }
+}
+
 /// The planner and public groups of the personal sensors among `sensors`
-/// (the scene's, before any aggregate is added); see the module's
-/// documentation for why they nest.
-pub(crate) fn plan_groups(sensors: &SensorTable, options: &PrivacyOptions) -> Vec<GroupSpec> {
+/// (the scene's, before any aggregate is added), each household in the
+/// groups of only the roles it consents to; see the module's documentation
+/// for why they nest.
+pub(crate) fn plan_groups(
+    sensors: &SensorTable,
+    options: &PrivacyOptions,
+    consents: &Consents,
+) -> Vec<GroupSpec> {
     let k = options.k.max(2);
     let k_planner = options.k_planner.clamp(2, k);
-    let mut by_quantity: BTreeMap<&str, Vec<Unit>> = BTreeMap::new();
+    // Households are grouped only with households of the same consent
+    // class: a group mixing classes would let a role it is shown to
+    // subtract its way to a household that refused that role.
+    let mut by_class: BTreeMap<(&str, bool, bool), Vec<Unit>> = BTreeMap::new();
     let personal = (0u32..)
         .take(sensors.len())
         .filter(|&h| sensors.personal(h) == Some(true));
     for handle in personal {
         let quantity = sensors.quantity(handle).unwrap_or_default();
-        by_quantity.entry(quantity).or_default().push(Unit {
-            members: vec![handle],
-            building: sensors.asset(handle),
-            at: sensors.position_enu_m(handle).unwrap_or_default(),
-        });
+        let consent = consents.of(sensors.id(handle).unwrap_or_default());
+        by_class
+            .entry((quantity, consent.planners, consent.public))
+            .or_default()
+            .push(Unit {
+                members: vec![handle],
+                building: sensors.asset(handle),
+                at: sensors.position_enu_m(handle).unwrap_or_default(),
+            });
     }
     let mut groups = Vec::new();
-    for (quantity, households) in by_quantity {
-        let planner = merge_units(households, k_planner, options);
-        let planner_units: Vec<Unit> = planner.iter().map(|f| f.unit.clone()).collect();
-        for Formed { level, key, unit } in planner {
-            // Planners' building aggregates keep the ids they always had.
-            groups.push(GroupSpec {
-                id: format!("agg-{level}-{key}-{quantity}"),
-                asset: unit.building,
-                members: unit.members,
-                audience: Audience::PLANNERS,
-            });
+    for ((quantity, planners, public), households) in by_class {
+        let suffix = class_suffix(Consent { planners, public });
+        // The public's groups are unions of whole planner groups when the
+        // class is shown to planners too; otherwise they are made of
+        // single households, and planners see nothing smaller within them.
+        let public_units = if planners {
+            let planner = merge_units(households, k_planner, options);
+            let units: Vec<Unit> = planner.iter().map(|f| f.unit.clone()).collect();
+            for Formed { level, key, unit } in planner {
+                // Planners' building aggregates keep the ids they always had.
+                groups.push(GroupSpec {
+                    id: format!("agg-{level}-{key}-{quantity}{suffix}"),
+                    asset: unit.building,
+                    members: unit.members,
+                    audience: Audience::PLANNERS,
+                });
+            }
+            units
+        } else {
+            households
+        };
+        if !public {
+            continue;
         }
-        for Formed { level, key, unit } in merge_units(planner_units, k, options) {
+        for Formed { level, key, unit } in merge_units(public_units, k, options) {
             groups.push(GroupSpec {
-                id: format!("agg-public-{level}-{key}-{quantity}"),
+                id: format!("agg-public-{level}-{key}-{quantity}{suffix}"),
                 asset: unit.building,
                 members: unit.members,
                 audience: Audience::PUBLIC,
@@ -266,6 +338,7 @@ pub(crate) fn add_groups(
                 additive,
                 // Fixed membership: a value only once every member has one.
                 min_members: u32::try_from(group.members.len()).unwrap_or(u32::MAX),
+                withdrawn: false,
             },
         })?
         else {
@@ -285,6 +358,9 @@ pub(crate) fn combine(
     rule: AggregateRule,
     member_readings: impl Iterator<Item = Option<StoredReading>>,
 ) -> Option<StoredReading> {
+    if rule.withdrawn {
+        return None;
+    }
     let mut count = 0usize;
     let mut total = 0.0;
     let mut newest = i64::MIN;
@@ -306,4 +382,37 @@ pub(crate) fn combine(
         value,
         quality: None,
     })
+}
+
+/// Households changed their consent: withdraw every aggregate their
+/// sensors feed, for every role, before this tick's readings are applied.
+pub(crate) fn withdraw_aggregates(
+    mut changes: MessageReader<ConsentChanged>,
+    mut sensors: ResMut<SensorTable>,
+    aggregates_of: Res<AggregatesOf>,
+    mut dirty: ResMut<DirtyAggregates>,
+) {
+    for change in changes.read() {
+        let mut withdrawn = 0usize;
+        for id in &change.sensors {
+            let Some(handle) = sensors.by_id(id) else {
+                continue;
+            };
+            for &aggregate in aggregates_of.of(handle) {
+                if sensors.withdraw_aggregate(aggregate) {
+                    dirty.0.push(aggregate);
+                    withdrawn += 1;
+                }
+            }
+        }
+        tracing::info!(
+            sensors = change.sensors.len(),
+            aggregates = withdrawn,
+            "consent changed: aggregates withdrawn until the next start"
+        );
+        if let Some(done) = &change.done {
+            // The requester may have given up waiting; nothing to do then.
+            let _ = done.send(withdrawn);
+        }
+    }
 }

@@ -10,7 +10,9 @@ use crate::city::{AssetTable, CityTooLarge, Flat, NewSensor, SensorTable};
 use crate::components::{Audience, StoredReading};
 use crate::index::{IndexedItem, SpatialIndex};
 use crate::pick::is_vehicle;
-use crate::privacy::{AggregatesOf, DirtyAggregates, PrivacyOptions, add_groups, plan_groups};
+use crate::privacy::{
+    AggregatesOf, Consents, DirtyAggregates, PrivacyOptions, add_groups, plan_groups,
+};
 
 /// What the twin serves: the scene's name and georeference.
 #[derive(Resource, Debug, Clone)]
@@ -98,7 +100,11 @@ impl City {
 /// Builds the tables of every asset and sensor of a (validated) scene, the
 /// privacy aggregates and the spatial index. Handles are the items'
 /// positions in the scene, so they are stable for a given scene file.
-pub(crate) fn build_city(scene: &Scene, privacy: &PrivacyOptions) -> Result<City, CityTooLarge> {
+pub(crate) fn build_city(
+    scene: &Scene,
+    privacy: &PrivacyOptions,
+    consents: &Consents,
+) -> Result<City, CityTooLarge> {
     let coords = scene
         .assets
         .iter()
@@ -166,7 +172,7 @@ pub(crate) fn build_city(scene: &Scene, privacy: &PrivacyOptions) -> Result<City
         let point = position(handle);
         index_items.push(IndexedItem::sensor(handle, point, point));
     }
-    let groups = plan_groups(&sensors, privacy);
+    let groups = plan_groups(&sensors, privacy, consents);
     let (aggregates_of, dirty, aggregate_items) = add_groups(&mut sensors, groups)?;
     index_items.extend(aggregate_items);
     assets.shrink_to_fit();
@@ -186,13 +192,14 @@ pub(crate) fn build_city(scene: &Scene, privacy: &PrivacyOptions) -> Result<City
     })
 }
 
-/// Sets the latest reading of each listed sensor; returns how many were known.
+/// Sets the latest reading of each listed sensor, marked as restored (no
+/// aggregate takes it; see `privacy`); returns how many were known.
 pub(crate) fn restore_latest(world: &mut World, restored: &[(String, StoredReading)]) -> usize {
     let mut sensors = world.resource_mut::<SensorTable>();
     let mut known = 0;
     for (id, reading) in restored {
         if let Some(handle) = sensors.by_id(id) {
-            sensors.set_latest(handle, Some(*reading));
+            sensors.restore_latest(handle, *reading);
             known += 1;
         }
     }

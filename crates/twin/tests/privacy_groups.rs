@@ -318,8 +318,13 @@ fn a_residents_export_names_every_aggregate_its_meter_feeds_and_its_size() {
     let scene = scene();
     // A meter of b3 feeds its building's planner group (3 households)
     // and block B's public group (b3 + b4: 7).
-    let derived =
-        aggregates_fed_by(&scene, &options, &["meter-b3-0".to_owned()]).expect("scene builds");
+    let derived = aggregates_fed_by(
+        &scene,
+        &options,
+        &Consents::default(),
+        &["meter-b3-0".to_owned()],
+    )
+    .expect("scene builds");
     let planners: Vec<_> = derived
         .iter()
         .filter(|d| d.shown_to == "planners")
@@ -331,14 +336,24 @@ fn a_residents_export_names_every_aggregate_its_meter_feeds_and_its_size() {
     assert_eq!(public[0].households, 7, "{derived:?}");
     assert!(derived.iter().all(|d| d.from == ["meter-b3-0"]));
     // The lone house far away feeds nothing: too few in its district.
-    let none =
-        aggregates_fed_by(&scene, &options, &["meter-b6-0".to_owned()]).expect("scene builds");
+    let none = aggregates_fed_by(
+        &scene,
+        &options,
+        &Consents::default(),
+        &["meter-b6-0".to_owned()],
+    )
+    .expect("scene builds");
     assert!(none.is_empty(), "{none:?}");
     // Unknown ids are skipped.
     assert!(
-        aggregates_fed_by(&scene, &options, &["no-such".to_owned()])
-            .expect("scene builds")
-            .is_empty()
+        aggregates_fed_by(
+            &scene,
+            &options,
+            &Consents::default(),
+            &["no-such".to_owned()]
+        )
+        .expect("scene builds")
+        .is_empty()
     );
 }
 
@@ -368,8 +383,13 @@ fn public_aggregates_get_one_noisy_release_per_slot_and_others_stay_exact() {
     app.update();
     let public = seen_by(&mut app, 1, Access::Public);
     let planner = seen_by(&mut app, 2, Access::Planner);
-    let derived =
-        aggregates_fed_by(&scene(), &options, &["meter-b3-0".to_owned()]).expect("scene builds");
+    let derived = aggregates_fed_by(
+        &scene(),
+        &options,
+        &Consents::default(),
+        &["meter-b3-0".to_owned()],
+    )
+    .expect("scene builds");
     let block_b = derived
         .iter()
         .find(|d| d.shown_to == "public")
@@ -425,4 +445,170 @@ fn public_aggregates_get_one_noisy_release_per_slot_and_others_stay_exact() {
         public_seen[&block_b],
         [first, 28.0 + noise.noise(&block_b, 2, scale)]
     );
+}
+
+fn app_with(consents: Consents, restored: Vec<(String, StoredReading)>) -> App {
+    let mut app = App::new();
+    app.add_plugins(
+        TwinPlugin::new(scene())
+            .with_privacy(PrivacyOptions {
+                k: K,
+                k_planner: K_PLANNER,
+                block_m: 100.0,
+                district_m: 1_000.0,
+            })
+            .with_consents(consents)
+            .with_latest(restored),
+    );
+    app.update();
+    app
+}
+
+fn meters_of(building: &str, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|m| format!("meter-{building}-{m}"))
+        .collect()
+}
+
+#[test]
+fn households_are_grouped_only_with_households_that_consent_alike() {
+    let no_public = Consent {
+        planners: true,
+        public: false,
+    };
+    let no_planners = Consent {
+        planners: false,
+        public: true,
+    };
+    // b4's four homes refuse the public, b5's five refuse planners.
+    let consents = Consents::new(
+        meters_of("b4", 4)
+            .into_iter()
+            .map(|id| (id, no_public))
+            .chain(meters_of("b5", 5).into_iter().map(|id| (id, no_planners))),
+    );
+    let app = app_with(consents.clone(), Vec::new());
+    let sensors = app.world().resource::<SensorTable>();
+    let groups = aggregates(&app);
+    let consent_of = |handle: u32| consents.of(sensors.id(handle).expect("member id"));
+    for (id, (audience, members)) in &groups {
+        let first = consent_of(*members.first().expect("members"));
+        assert!(
+            members.iter().all(|&m| consent_of(m) == first),
+            "{id} mixes consent classes"
+        );
+        if *audience == Audience::PUBLIC {
+            assert!(first.public, "{id} is shown to the public against consent");
+            assert!(members.len() >= K, "{id} has {}", members.len());
+        } else {
+            assert!(first.planners, "{id} is shown to planners against consent");
+            assert!(members.len() >= K_PLANNER, "{id} has {}", members.len());
+        }
+    }
+    // b4 still has its planners' aggregate, under a name of its class.
+    let b4 = groups
+        .iter()
+        .find(|(_, (_, m))| m.contains(&handle(&app, "meter-b4-0")))
+        .map(|(id, (audience, _))| (id.clone(), *audience));
+    let (b4_id, b4_audience) = b4.expect("b4 feeds an aggregate");
+    assert_eq!(b4_audience, Audience::PLANNERS);
+    assert!(b4_id.ends_with("-nopublic"), "{b4_id}");
+    // b5's homes feed only a public aggregate, of single households.
+    let b5: Vec<_> = groups
+        .iter()
+        .filter(|(_, (_, m))| m.contains(&handle(&app, "meter-b5-0")))
+        .collect();
+    assert_eq!(b5.len(), 1, "{b5:?}");
+    assert_eq!(b5[0].1.0, Audience::PUBLIC);
+    // Everyone else is grouped as before: block A and b3 make a public
+    // district group now that b4 left (3 + 3 households).
+    let district = groups
+        .iter()
+        .find(|(id, _)| id.starts_with("agg-public-district-"))
+        .expect("a public district group");
+    assert_eq!(district.1.1.len(), 6);
+}
+
+#[test]
+fn a_change_of_consent_withdraws_every_aggregate_the_home_feeds_at_once() {
+    let mut app = app_with(Consents::default(), Vec::new());
+    let meters = personal_meters(&app);
+    push(
+        &mut app,
+        1,
+        meters.iter().map(|m| (m.clone(), 1.0)).collect(),
+    );
+    let fed: Vec<u32> = aggregates(&app)
+        .iter()
+        .filter(|(_, (_, m))| m.contains(&handle(&app, "meter-b3-0")))
+        .map(|(id, _)| handle_of_aggregate(&app, id))
+        .collect();
+    // b3's planners' aggregate and block B's public one.
+    assert_eq!(fed.len(), 2);
+    let latest = |app: &App, h: u32| app.world().resource::<SensorTable>().latest(h);
+    assert!(fed.iter().all(|&h| latest(&app, h).is_some()));
+    let b5 = handle_of_aggregate(&app, "agg-building-4-active_power");
+    assert!(latest(&app, b5).is_some());
+
+    let (done, withdrawn) = std::sync::mpsc::channel();
+    app.world_mut().write_message(ConsentChanged {
+        sensors: vec!["meter-b3-0".to_owned()],
+        done: Some(done),
+    });
+    app.update();
+    assert_eq!(withdrawn.try_recv(), Ok(2), "told once withdrawn");
+    assert!(fed.iter().all(|&h| latest(&app, h).is_none()));
+    // New readings bring none of them back; others carry on.
+    push(
+        &mut app,
+        2,
+        meters.iter().map(|m| (m.clone(), 2.0)).collect(),
+    );
+    assert!(fed.iter().all(|&h| latest(&app, h).is_none()));
+    assert_eq!(latest(&app, b5).map(|r| r.value), Some(10.0));
+}
+
+fn handle_of_aggregate(app: &App, id: &str) -> u32 {
+    let sensors = app.world().resource::<SensorTable>();
+    (0..sensors.len() as u32)
+        .find(|&h| sensors.id(h) == Some(id))
+        .unwrap_or_else(|| panic!("no aggregate {id}"))
+}
+
+#[test]
+fn restored_readings_feed_no_aggregate_until_every_member_reports_again() {
+    let restored: Vec<(String, StoredReading)> = meters_of("b5", 5)
+        .into_iter()
+        .map(|id| {
+            (
+                id,
+                StoredReading {
+                    device_time_ms: 500,
+                    value: 1.0,
+                    quality: None,
+                },
+            )
+        })
+        .collect();
+    let mut app = app_with(Consents::default(), restored);
+    let b5 = handle_of_aggregate(&app, "agg-building-4-active_power");
+    let latest = |app: &App| app.world().resource::<SensorTable>().latest(b5);
+    // The members' own latest readings are back; the aggregate is not.
+    let meter = handle(&app, "meter-b5-0");
+    assert!(
+        app.world()
+            .resource::<SensorTable>()
+            .latest(meter)
+            .is_some()
+    );
+    assert_eq!(latest(&app), None);
+    // Four of five report again: still none.
+    push(
+        &mut app,
+        1,
+        meters_of("b5", 4).into_iter().map(|m| (m, 2.0)).collect(),
+    );
+    assert_eq!(latest(&app), None);
+    push(&mut app, 2, vec![("meter-b5-4".to_owned(), 2.0)]);
+    assert_eq!(latest(&app).map(|r| r.value), Some(10.0));
 }

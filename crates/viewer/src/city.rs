@@ -588,7 +588,10 @@ impl City {
                     }
                 }
             }
-            ServerToViewer::Error(_) | ServerToViewer::History(_) | ServerToViewer::Pick(_) => {}
+            ServerToViewer::Error(_)
+            | ServerToViewer::History(_)
+            | ServerToViewer::Pick(_)
+            | ServerToViewer::Resident(_) => {}
         }
         glides
     }

@@ -51,7 +51,8 @@ pub(super) async fn serve_gateway(
                 ClientToServer::Batch(batch) => batch,
                 ClientToServer::Subscribe(_)
                 | ClientToServer::History(_)
-                | ClientToServer::Pick(_) => {
+                | ClientToServer::Pick(_)
+                | ClientToServer::Resident(_) => {
                     return SessionEnd::Protocol(ProtocolError {
                         code: ErrorCode::UnexpectedMessage,
                         detail: "a gateway may only push readings; connect with a viewer token \

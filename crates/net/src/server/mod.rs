@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use polis_protocol::{
     Access, BatchAck, Georeference, HistoryReply, HistoryRequest, MAX_FRAME_BYTES, PickReply,
-    PickRequest, ProtocolError, ReadingBatch, SharedMailbox, Subscribe,
+    PickRequest, ProtocolError, ReadingBatch, ResidentAction, ResidentOutcome, SharedMailbox,
+    Subscribe,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -147,6 +148,9 @@ pub struct NetServerConfig {
     pub viewer_frame_bytes: usize,
     /// Answers viewers' history requests, if the server keeps history.
     pub history: Option<Arc<dyn HistoryService>>,
+    /// Answers residents' data-subject requests, if the server keeps
+    /// history and an audit log.
+    pub residents: Option<Arc<dyn ResidentService>>,
     /// Per-connection and per-token limits.
     pub limits: SessionLimits,
 }
@@ -161,6 +165,27 @@ pub trait HistoryService: Send + Sync + 'static {
         grant: &Grant,
         request: &HistoryRequest,
     ) -> Result<HistoryReply, ProtocolError>;
+}
+
+/// Answers residents' data-subject requests ([`ResidentAction`]); runs on a
+/// blocking thread. Only called for resident tokens, whose
+/// [`Grant::own_sensors`] are the home.
+pub trait ResidentService: Send + Sync + 'static {
+    /// Carries out `action` for the home of `grant`, or says why not.
+    fn answer(
+        &self,
+        grant: &Grant,
+        action: &ResidentAction,
+    ) -> Result<ResidentAnswer, ProtocolError>;
+}
+
+/// What a [`ResidentService`] produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResidentAnswer {
+    /// An export's whole document, sent to the resident in parts.
+    Document(Vec<u8>),
+    /// Any other outcome, sent as one frame.
+    Outcome(ResidentOutcome),
 }
 
 /// What a token grants.
@@ -313,6 +338,7 @@ struct Context {
     /// Summarises repeated warnings caused by clients.
     log_limiter: Mutex<log_text::LogLimiter>,
     history: Option<Arc<dyn HistoryService>>,
+    residents: Option<Arc<dyn ResidentService>>,
     /// Becomes true when the server begins to close: sessions stop reading.
     closing: tokio::sync::watch::Receiver<bool>,
     tokens: Arc<dyn TokenDirectory>,
@@ -377,6 +403,7 @@ impl NetServer {
             handshakes: Mutex::new(limits::Handshakes::default()),
             log_limiter: Mutex::new(log_text::LogLimiter::new(Duration::from_secs(60), 4096)),
             history: config.history,
+            residents: config.residents,
             closing: closing_rx,
             tokens: config.tokens,
             info: config.info,

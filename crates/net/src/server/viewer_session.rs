@@ -7,15 +7,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use polis_protocol::{
-    ClientToServer, ErrorCode, HistoryRequest, PickRequest, ProtocolError, ServerToViewer,
-    SharedMailbox,
+    Access, ClientToServer, ErrorCode, HistoryRequest, PickRequest, ProtocolError, ResidentOutcome,
+    ResidentReply, ResidentRequest, ServerToViewer, SharedMailbox,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::accept::{SessionEnd, read_end};
 use super::limits::TokenBucket;
 use super::pacing::{Next, Pacer};
-use super::{Context, Grant, NetEvent};
+use super::{Context, Grant, NetEvent, ResidentAnswer};
 use crate::framing::{FrameReader, FrameWriter};
 
 /// About how many bytes of frames one pass of a viewer's writer takes from
@@ -104,6 +104,24 @@ pub(super) async fn serve_viewer(
                         }
                     };
                     if replies_tx.send(reply).await.is_err() {
+                        break SessionEnd::Lost("writer ended".into());
+                    }
+                    continue;
+                }
+                ClientToServer::Resident(request) => {
+                    // One request at a time per viewer, like history
+                    // queries; an export's parts wait for room in the
+                    // writer's queue, so it never holds more than a part.
+                    let id = request.request;
+                    let mut sent = true;
+                    let answer = answer_resident(context, grant, request).await;
+                    for reply in resident_frames(id, answer) {
+                        if replies_tx.send(reply).await.is_err() {
+                            sent = false;
+                            break;
+                        }
+                    }
+                    if !sent {
                         break SessionEnd::Lost("writer ended".into());
                     }
                     continue;
@@ -242,6 +260,69 @@ async fn answer_history(
     }
 }
 
+/// Bytes of an export per frame, well inside a frame's limit.
+const EXPORT_PART_BYTES: usize = 256 * 1024;
+
+/// Answers a resident's request on the blocking pool, or gives the error
+/// frame that refuses it: other roles, and servers without the service,
+/// are refused (the connection stays open).
+async fn answer_resident(
+    context: &Context,
+    grant: &Grant,
+    request: ResidentRequest,
+) -> Result<ResidentAnswer, ProtocolError> {
+    let id = request.request;
+    let refuse = |detail: &str| ProtocolError {
+        code: ErrorCode::InvalidRequest,
+        detail: format!("resident request {id} refused: {detail}"),
+    };
+    if grant.access != Access::Resident {
+        return Err(refuse(
+            "only a resident's token may make requests about its home",
+        ));
+    }
+    let Some(service) = context.residents.clone() else {
+        return Err(refuse("this server keeps no history to export or erase"));
+    };
+    let grant = grant.clone();
+    let answer = tokio::task::spawn_blocking(move || service.answer(&grant, &request.action)).await;
+    answer.unwrap_or_else(|_| {
+        Err(ProtocolError {
+            code: ErrorCode::Unavailable,
+            detail: format!("resident request {id} failed"),
+        })
+    })
+}
+
+/// The frames answering resident request `id`: an export in parts of at
+/// most [`EXPORT_PART_BYTES`], made one at a time as the writer takes them.
+fn resident_frames(
+    id: u32,
+    answer: Result<ResidentAnswer, ProtocolError>,
+) -> Box<dyn Iterator<Item = ServerToViewer> + Send> {
+    let reply = move |outcome| {
+        ServerToViewer::Resident(ResidentReply {
+            request: id,
+            outcome,
+        })
+    };
+    match answer {
+        Ok(ResidentAnswer::Outcome(outcome)) => Box::new(std::iter::once(reply(outcome))),
+        Ok(ResidentAnswer::Document(bytes)) => {
+            let parts = bytes.len().div_ceil(EXPORT_PART_BYTES).max(1);
+            Box::new((0..parts).map(move |index| {
+                let start = index * EXPORT_PART_BYTES;
+                let end = (start + EXPORT_PART_BYTES).min(bytes.len());
+                reply(ResidentOutcome::ExportPart {
+                    bytes: bytes.get(start..end).unwrap_or_default().to_vec(),
+                    last: index + 1 == parts,
+                })
+            }))
+        }
+        Err(error) => Box::new(std::iter::once(ServerToViewer::Error(error))),
+    }
+}
+
 /// The twin answers a pick within this time or the viewer gets an error.
 const PICK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -281,7 +362,10 @@ async fn answer_pick(
 /// Sensor values carried by a frame.
 fn values_in(frame: &ServerToViewer) -> usize {
     match frame {
-        ServerToViewer::Error(_) | ServerToViewer::History(_) | ServerToViewer::Pick(_) => 0,
+        ServerToViewer::Error(_)
+        | ServerToViewer::History(_)
+        | ServerToViewer::Pick(_)
+        | ServerToViewer::Resident(_) => 0,
         ServerToViewer::Snapshot(snapshot) => snapshot
             .sensors
             .iter()

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 
 use super::parse_time_ms;
 use crate::config::Config;
-use crate::resident::{DataFiles, erase, export};
+use crate::resident::{DataFiles, erase, export, home_consent, home_in_scene};
 
 /// Whose data: a resident token's name in the configuration, or sensor ids.
 #[derive(Debug, Args)]
@@ -56,6 +56,28 @@ pub(crate) enum ResidentCommand {
         #[arg(long)]
         before: Option<String>,
     },
+    /// Show or set what the home lets Polis derive from its sensors:
+    /// whether its readings may feed planners' aggregates and the public's.
+    /// A running server applies a change within a second (every aggregate
+    /// the home feeds is withdrawn until its next start); audited.
+    Consent {
+        #[command(flatten)]
+        whose: Whose,
+        /// May the home's readings feed planners' aggregates?
+        #[arg(long, value_parser = yes_no)]
+        planners: Option<bool>,
+        /// May the home's readings feed the public's aggregates?
+        #[arg(long, value_parser = yes_no)]
+        public: Option<bool>,
+    },
+}
+
+fn yes_no(text: &str) -> Result<bool, String> {
+    match text {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        other => Err(format!("`{other}` is neither `yes` nor `no`")),
+    }
 }
 
 /// The effective configuration, the home's sensors and who asked.
@@ -93,12 +115,18 @@ pub(crate) fn run(command: ResidentCommand) -> anyhow::Result<ExitCode> {
         ResidentCommand::Export { whose, csv, out } => {
             let (config, sensors, who) = resolve(&whose)?;
             let scene = crate::load_scene(config.scene.as_deref())?;
-            let (history, audit) = (config.history_path(), config.audit_path());
+            let (history, audit, consent) = (
+                config.history_path(),
+                config.audit_path(),
+                config.consent_path(),
+            );
             let files = DataFiles {
                 history: &history,
                 audit: &audit,
+                consent: &consent,
             };
-            let exported = export(&files, &scene, &config.privacy_options(), &sensors, &who)?;
+            let home = home_in_scene(&files, &scene, &config.privacy_options(), &sensors)?;
+            let exported = export(&files, &home, &sensors, &who)?;
             let text = if csv {
                 exported.to_csv()
             } else {
@@ -126,15 +154,47 @@ pub(crate) fn run(command: ResidentCommand) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .map(|t| parse_time_ms("--before", t))
                 .transpose()?;
-            let (history, audit) = (config.history_path(), config.audit_path());
+            let (history, audit, consent) = (
+                config.history_path(),
+                config.audit_path(),
+                config.consent_path(),
+            );
             let files = DataFiles {
                 history: &history,
                 audit: &audit,
+                consent: &consent,
             };
             let deleted = erase(&files, &sensors, before_ms, &who)?;
             eprintln!(
                 "erased {deleted} recorded readings of {} sensors",
                 sensors.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ResidentCommand::Consent {
+            whose,
+            planners,
+            public,
+        } => {
+            let (config, sensors, who) = resolve(&whose)?;
+            let path = config.consent_path();
+            let now = home_consent(&path, &sensors)?;
+            if planners.is_some() || public.is_some() {
+                let wanted = polis_protocol::Consent {
+                    planners: planners.unwrap_or(now.planners),
+                    public: public.unwrap_or(now.public),
+                };
+                std::fs::create_dir_all(&config.data_dir)
+                    .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+                crate::consent::set(&path, &sensors, wanted)?;
+                crate::audit::AuditLog::open(&config.audit_path())?.consent(&who, &sensors, wanted);
+            }
+            let now = home_consent(&path, &sensors)?;
+            let yes_no = |yes: bool| if yes { "yes" } else { "no" };
+            println!(
+                "planners: {}\npublic: {}",
+                yes_no(now.planners),
+                yes_no(now.public)
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -232,7 +232,7 @@ async fn watch(
                 }
             }
             ServerToViewer::Error(error) => return Err(ClientError::Server(error).into()),
-            ServerToViewer::History(_) | ServerToViewer::Pick(_) => {}
+            ServerToViewer::History(_) | ServerToViewer::Pick(_) | ServerToViewer::Resident(_) => {}
         }
         out.flush()?;
     }

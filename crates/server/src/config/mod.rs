@@ -419,6 +419,11 @@ impl Config {
         self.data_dir.join(&self.history.file)
     }
 
+    /// Residents' consent (`consent.json` in the data directory).
+    pub fn consent_path(&self) -> PathBuf {
+        self.data_dir.join("consent.json")
+    }
+
     /// The audit log (`audit.log` in the data directory).
     pub fn audit_path(&self) -> PathBuf {
         self.data_dir.join("audit.log")
