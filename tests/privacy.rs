@@ -241,10 +241,12 @@ async fn a_residents_export_holds_its_data_and_erasure_removes_it_from_every_his
     let history = server.data_dir.path().join("history.sqlite");
     let audit = server.data_dir.path().join("audit.log");
     let consent = server.data_dir.path().join("consent.json");
+    let groups = server.data_dir.path().join("groups.json");
     let files = DataFiles {
         history: &history,
         audit: &audit,
         consent: &consent,
+        groups: &groups,
     };
     let house = [HOUSE.to_owned()];
     let home = home_in_scene(
@@ -254,7 +256,8 @@ async fn a_residents_export_holds_its_data_and_erasure_removes_it_from_every_his
         &house,
     )
     .expect("scene builds");
-    let exported = export(&files, &home, &house, "resident-west-1").expect("export");
+    let audit_log = polis_server::AuditLog::open(&audit).expect("audit log");
+    let exported = export(&files, &audit_log, &home, &house, "resident-west-1").expect("export");
     assert_eq!(exported.sensors.len(), 1);
     let readings: Vec<(i64, f64)> = exported.sensors[0]
         .readings
@@ -288,7 +291,7 @@ async fn a_residents_export_holds_its_data_and_erasure_removes_it_from_every_his
     assert!(csv.contains(&format!("access,{HOUSE},")), "{csv}");
 
     // Erasure, while the server runs.
-    let deleted = erase(&files, &house, None, "resident-west-1").expect("erase");
+    let deleted = erase(&files, &audit_log, &house, None, "resident-west-1").expect("erase");
     assert_eq!(deleted, 2);
 
     // No history path returns it any more, for any role: the operator's
@@ -525,10 +528,22 @@ async fn a_resident_exports_sets_consent_and_erases_over_the_protocol_with_its_o
             .until(WAIT, |v| v.values.get("air-west") == Some(&(2_000, 11.0)))
             .await;
     }
-    // No one was shown a value of the home's groups after the change.
+    // No one was shown a value of the home's groups after the change: the
+    // newcomer none, the others still only the value from before.
     assert_eq!(aggregate_values(&newcomer), Vec::<f64>::new());
-    assert!(!aggregate_values(&public).contains(&12.0));
-    assert!(!aggregate_values(&planner).contains(&12.0));
+    assert_eq!(aggregate_values(&public), [10.75]);
+    assert_eq!(aggregate_values(&planner), [10.75]);
+    // The groups this start formed are on record for the next.
+    let groups =
+        std::fs::read_to_string(server.data_dir.path().join("groups.json")).expect("groups record");
+    let groups: serde_json::Value = serde_json::from_str(&groups).expect("JSON");
+    assert_eq!(
+        groups["groups"],
+        serde_json::json!([
+            {"shown_to": "planners", "members": [HOUSE, NEIGHBOUR]},
+            {"shown_to": "public", "members": [HOUSE, NEIGHBOUR]},
+        ])
+    );
     // The consent is on disk, and the export says what changed.
     let recorded =
         std::fs::read_to_string(server.data_dir.path().join("consent.json")).expect("consent file");
@@ -570,5 +585,30 @@ async fn a_resident_exports_sets_consent_and_erases_over_the_protocol_with_its_o
         entries
             .iter()
             .any(|e| e["what"] == "consent" && e["consent"]["public"] == false)
+    );
+
+    // Requests beyond the burst are refused for a while; the session stays.
+    for request in 100..110 {
+        resident
+            .session
+            .send(&ClientToServer::Resident(ResidentRequest {
+                request,
+                action: ResidentAction::GetConsent,
+            }))
+            .await
+            .expect("sent");
+    }
+    let limited = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Err(error) = resident.step().await {
+                break error;
+            }
+        }
+    })
+    .await
+    .expect("answer");
+    assert!(
+        matches!(&limited, ClientError::Server(e) if e.code == ErrorCode::RateLimited),
+        "{limited:?}"
     );
 }

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use polis_protocol::Consent;
@@ -33,7 +33,8 @@ const FORMAT_VERSION: u32 = 1;
 const CHANGE_CAPACITY: usize = 64;
 /// How long a request waits for the twin to withdraw the aggregates.
 const TWIN_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the consent thread looks for changes made by other processes.
+/// How often the consent thread reads the file for changes made by other
+/// processes.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// Why consent could not be read or written.
@@ -47,6 +48,10 @@ pub enum ConsentError {
         /// What failed.
         source: std::io::Error,
     },
+    /// The change is recorded, but the twin has not confirmed it in time
+    /// (it is busy); it applies it as soon as it catches up.
+    #[error("consent recorded; the twin applies it once it catches up")]
+    NotApplied,
     /// The file is not a consent file of a known version.
     #[error("consent file {path} is not valid: {detail}")]
     Invalid {
@@ -183,12 +188,17 @@ fn read_file(path: &Path) -> Result<ConsentFile, ConsentError> {
     Ok(file)
 }
 
-/// Replaces `path` with `file`: a temporary file beside it, flushed to
-/// disk, renamed over it, and the directory flushed.
+/// Replaces `path` with `file`.
 fn write_file(path: &Path, file: &ConsentFile) -> std::io::Result<()> {
     let mut text = serde_json::to_string_pretty(file).map_err(std::io::Error::other)?;
     text.push('\n');
-    let temporary = path.with_extension("json.new");
+    write_atomically(path, text.as_bytes())
+}
+
+/// Replaces `path` with `bytes`: a temporary file beside it (owner-only),
+/// flushed to disk, renamed over it, and the directory flushed.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("new");
     let mut options = File::options();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -197,7 +207,7 @@ fn write_file(path: &Path, file: &ConsentFile) -> std::io::Result<()> {
         options.mode(0o600);
     }
     let mut out = options.open(&temporary)?;
-    out.write_all(text.as_bytes())?;
+    out.write_all(bytes)?;
     out.sync_all()?;
     drop(out);
     std::fs::rename(&temporary, path)?;
@@ -251,33 +261,58 @@ impl TwinLink {
 
     /// Records `consent` for `sensors` and, once it is on disk, withdraws in
     /// the twin every aggregate they feed; returns once the twin did (or
-    /// the wait timed out: the change is recorded and the twin applies it
-    /// at its next tick). Blocking: call off the async runtime.
+    /// the wait timed out: [`ConsentError::NotApplied`], the change is
+    /// recorded and the twin applies it once it catches up). Blocking: call
+    /// off the async runtime.
     pub(crate) fn set(&self, sensors: &[String], consent: Consent) -> Result<(), ConsentError> {
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         let changed = set(&self.path, sensors, consent)?;
-        for id in &changed {
-            known.insert(id.clone(), consent);
-        }
-        drop(known);
         if changed.is_empty() {
             return Ok(());
         }
+        let deadline = Instant::now() + TWIN_ANSWER_TIMEOUT;
         let (done, withdrawn) = std::sync::mpsc::channel();
         let change = ConsentChanged {
-            sensors: changed,
+            sensors: changed.clone(),
             done: Some(done),
         };
-        if self.changes.send(TwinRequest::Consent(change)).is_err() {
-            // The twin has stopped; the next start forms groups anew.
-            return Ok(());
+        match self.send(TwinRequest::Consent(change), deadline) {
+            Sent::Yes => {}
+            // The twin has stopped; the next start forms its groups by the
+            // recorded consent.
+            Sent::Stopped => return Ok(()),
+            // Not told: the watcher tells the twin at its next look, since
+            // `known` still holds what the twin was told before.
+            Sent::Full => return Err(ConsentError::NotApplied),
         }
-        if withdrawn.recv_timeout(TWIN_ANSWER_TIMEOUT).is_err() {
-            warn!(
-                "the twin did not confirm a consent change in time; it applies it at its next tick"
-            );
+        for id in &changed {
+            if consent == Consent::default() {
+                known.remove(id);
+            } else {
+                known.insert(id.clone(), consent);
+            }
         }
-        Ok(())
+        drop(known);
+        let left = deadline.saturating_duration_since(Instant::now());
+        withdrawn
+            .recv_timeout(left)
+            .map(|_| ())
+            .map_err(|_| ConsentError::NotApplied)
+    }
+
+    /// Queues `request` for the twin, waiting for room until `deadline`.
+    fn send(&self, mut request: TwinRequest, deadline: Instant) -> Sent {
+        loop {
+            match self.changes.try_send(request) {
+                Ok(()) => return Sent::Yes,
+                Err(TrySendError::Disconnected(_)) => return Sent::Stopped,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    request = back;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(TrySendError::Full(_)) => return Sent::Full,
+            }
+        }
     }
 
     /// What the running twin holds about `sensors` (a home), or `None` if
@@ -288,18 +323,31 @@ impl TwinLink {
             sensors: sensors.to_vec(),
             reply,
         };
-        self.changes.send(TwinRequest::Home(request)).ok()?;
-        answer.recv_timeout(TWIN_ANSWER_TIMEOUT).ok()
+        let deadline = Instant::now() + TWIN_ANSWER_TIMEOUT;
+        if self.send(TwinRequest::Home(request), deadline) != Sent::Yes {
+            return None;
+        }
+        answer
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok()
     }
 
     /// Looks at the file once: tells the twin about every sensor whose
-    /// consent another process changed since it was last told.
-    fn check(&self) {
+    /// consent another process changed since it was last told. A broken
+    /// file is reported once (`reported` holds what was last reported).
+    fn check(&self, reported: &mut Option<String>) {
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         let now = match load(&self.path) {
-            Ok(now) => now,
+            Ok(now) => {
+                *reported = None;
+                now
+            }
             Err(err) => {
-                warn!("{err}; consent changes made outside the server wait until it is fixed");
+                let text = err.to_string();
+                if reported.as_ref() != Some(&text) {
+                    warn!("{text}; consent changes made outside the server wait until it is fixed");
+                    *reported = Some(text);
+                }
                 return;
             }
         };
@@ -327,8 +375,9 @@ impl TwinLink {
     }
 }
 
-/// Starts the thread that looks at the consent file every second for
-/// changes made by other processes (`polis resident consent`), until `stop`.
+/// Starts the thread that reads the consent file every second (it is
+/// small) for changes made by other processes (`polis resident consent`),
+/// from the moment it starts until `stop`.
 pub(crate) fn watch(
     link: TwinLink,
     stop: Arc<AtomicBool>,
@@ -336,22 +385,20 @@ pub(crate) fn watch(
     std::thread::Builder::new()
         .name("polis-consent".into())
         .spawn(move || {
-            let mut seen = modified(&link.path);
+            let mut reported = None;
             while !stop.load(Ordering::SeqCst) {
+                link.check(&mut reported);
                 std::thread::sleep(WATCH_EVERY);
-                let now = modified(&link.path);
-                if now != seen {
-                    seen = now;
-                    link.check();
-                }
             }
         })
 }
 
-/// The file's modification time and length, if it exists.
-fn modified(path: &Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+/// Whether a request reached the twin's queue.
+#[derive(Debug, PartialEq, Eq)]
+enum Sent {
+    Yes,
+    Full,
+    Stopped,
 }
 
 /// Hands consent changes and residents' questions to the twin before each
@@ -444,18 +491,18 @@ mod tests {
             public: false,
         };
         set(&path, &ids(&["m1"]), no_public).expect("written");
-        link.check();
+        link.check(&mut None);
         let inbox = inbox.0.lock().expect("inbox");
         let told = |request: TwinRequest| match request {
             TwinRequest::Consent(change) => change.sensors,
             TwinRequest::Home(_) => panic!("not a consent change"),
         };
         assert_eq!(told(inbox.try_recv().expect("told")), ids(&["m1"]));
-        link.check();
+        link.check(&mut None);
         assert!(inbox.try_recv().is_err(), "told only once");
         // Going back to the default is a change too.
         set(&path, &ids(&["m1"]), Consent::default()).expect("written");
-        link.check();
+        link.check(&mut None);
         assert_eq!(told(inbox.try_recv().expect("told")), ids(&["m1"]));
     }
 }

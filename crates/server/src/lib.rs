@@ -9,6 +9,7 @@ mod bridge;
 pub mod cli;
 mod config;
 pub mod consent;
+mod groups;
 mod http;
 mod memory;
 mod metrics;

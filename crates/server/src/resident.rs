@@ -79,14 +79,17 @@ pub struct DataFiles<'a> {
     pub audit: &'a Path,
     /// Residents' consent (`<data dir>/consent.json`).
     pub consent: &'a Path,
+    /// The privacy groups formed so far (`<data dir>/groups.json`).
+    pub groups: &'a Path,
 }
 
 /// Everything held about `sensors` (a home's sensor ids) in `files`, with
 /// what the twin holds about them (`home`: the running twin's, or
 /// [`describe_home`] of the scene). Writes an `export` entry for `who` to
-/// the audit log afterwards.
+/// `audit` (the log in `files`) afterwards.
 pub fn export(
     files: &DataFiles<'_>,
+    audit: &AuditLog,
     home: &HomeInTwin,
     sensors: &[String],
     who: &str,
@@ -123,7 +126,7 @@ pub fn export(
     }
     let derived = home.derived.clone();
     let access = audit_entries_naming(files.audit, sensors)?;
-    AuditLog::open(files.audit)?.request(who, "export", sensors, None, None);
+    audit.request(who, "export", sensors, None, None);
     Ok(ResidentExport {
         sensors: exported,
         derived,
@@ -133,20 +136,23 @@ pub fn export(
 
 /// Deletes the recorded readings of `sensors` in `files` (those before
 /// `before_ms`, or all), and writes an `erase` entry for `who` with the
-/// count to the audit log; returns the count.
+/// count to `audit`; returns the count.
 pub fn erase(
     files: &DataFiles<'_>,
+    audit: &AuditLog,
     sensors: &[String],
     before_ms: Option<i64>,
     who: &str,
 ) -> anyhow::Result<u64> {
     let deleted = polis_history::erase_readings(files.history, sensors, before_ms)?;
-    AuditLog::open(files.audit)?.request(who, "erase", sensors, before_ms, Some(deleted));
+    audit.request(who, "erase", sensors, before_ms, Some(deleted));
     Ok(deleted)
 }
 
-/// The audit entries naming any of `sensors`, in the order written; a line
-/// that is not JSON (a torn last line after a crash) is skipped.
+/// The audit entries naming any of `sensors`, in the order written, each
+/// with its list of sensors cut down to those (an operator's entry may
+/// name other homes' sensors too); a line that is not JSON (a torn last
+/// line after a crash) is skipped.
 fn audit_entries_naming(path: &Path, sensors: &[String]) -> anyhow::Result<Vec<serde_json::Value>> {
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
@@ -158,15 +164,14 @@ fn audit_entries_naming(path: &Path, sensors: &[String]) -> anyhow::Result<Vec<s
     let mut entries = Vec::new();
     for line in std::io::BufReader::new(file).lines() {
         let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+        let Ok(mut entry) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
-        let names_one = entry["sensors"].as_array().is_some_and(|named| {
-            named
-                .iter()
-                .any(|s| sensors.iter().any(|own| s == own.as_str()))
-        });
-        if names_one {
+        let Some(named) = entry.get_mut("sensors").and_then(|s| s.as_array_mut()) else {
+            continue;
+        };
+        named.retain(|s| sensors.iter().any(|own| s == own.as_str()));
+        if !named.is_empty() {
             entries.push(entry);
         }
     }
@@ -187,7 +192,8 @@ pub fn home_in_scene(
     sensors: &[String],
 ) -> anyhow::Result<HomeInTwin> {
     let consents = Consents::new(crate::consent::load(files.consent)?);
-    describe_home(scene, privacy, &consents, sensors)
+    let past = crate::groups::load(files.groups)?;
+    describe_home(scene, privacy, &consents, &past, sensors)
         .map_err(|err| anyhow::anyhow!("the scene cannot be built: {err}"))
 }
 
@@ -198,10 +204,11 @@ pub(crate) struct Residents {
     pub(crate) audit: AuditLog,
     pub(crate) consent: TwinLink,
     pub(crate) consent_path: std::path::PathBuf,
+    pub(crate) groups_path: std::path::PathBuf,
 }
 
 fn unavailable(what: &str, err: &dyn std::fmt::Display) -> ProtocolError {
-    warn!("resident request failed: {what}: {err}");
+    warn!("resident request failed: {what}: {err:#}");
     ProtocolError {
         code: ErrorCode::Unavailable,
         detail: format!("{what} failed; try again later"),
@@ -219,13 +226,14 @@ impl ResidentService for Residents {
             history: &self.history,
             audit: &self.audit_path,
             consent: &self.consent_path,
+            groups: &self.groups_path,
         };
         match action {
             ResidentAction::Export(format) => {
                 let Some(in_twin) = self.consent.home(&home) else {
                     return Err(unavailable("export", &"the twin did not answer in time"));
                 };
-                let exported = export(&files, &in_twin, &home, &grant.name)
+                let exported = export(&files, &self.audit, &in_twin, &home, &grant.name)
                     .map_err(|err| unavailable("export", &err))?;
                 let bytes = match format {
                     ExportFormat::Json => serde_json::to_vec_pretty(&exported)
@@ -246,7 +254,7 @@ impl ResidentService for Residents {
                 Ok(ResidentAnswer::Document(bytes))
             }
             ResidentAction::Erase { before_ms } => {
-                let readings = erase(&files, &home, *before_ms, &grant.name)
+                let readings = erase(&files, &self.audit, &home, *before_ms, &grant.name)
                     .map_err(|err| unavailable("erasure", &err))?;
                 Ok(ResidentAnswer::Outcome(ResidentOutcome::Erased {
                     readings,
@@ -258,10 +266,24 @@ impl ResidentService for Residents {
                 Ok(ResidentAnswer::Outcome(ResidentOutcome::Consent(consent)))
             }
             ResidentAction::SetConsent(consent) => {
-                self.consent
-                    .set(&home, *consent)
-                    .map_err(|err| unavailable("recording consent", &err))?;
-                self.audit.consent(&grant.name, &home, *consent);
+                use crate::consent::ConsentError;
+                let set = self.consent.set(&home, *consent);
+                if matches!(set, Ok(()) | Err(ConsentError::NotApplied)) {
+                    // Recorded (applied, or about to be).
+                    self.audit.consent(&grant.name, &home, *consent);
+                }
+                match set {
+                    Ok(()) => {}
+                    Err(ConsentError::NotApplied) => {
+                        return Err(ProtocolError {
+                            code: ErrorCode::Unavailable,
+                            detail: "consent recorded; it takes effect as soon as the server \
+                                     catches up (ask again for the consent to see it)"
+                                .into(),
+                        });
+                    }
+                    Err(err) => return Err(unavailable("recording consent", &err)),
+                }
                 let now = home_consent(&self.consent_path, &home)
                     .map_err(|err| unavailable("reading consent", &err))?;
                 Ok(ResidentAnswer::Outcome(ResidentOutcome::Consent(now)))
@@ -315,8 +337,15 @@ impl ResidentExport {
         }
         for derived in &self.derived {
             let detail = format!(
-                "{} (shown to {}, {} households)",
-                derived.id, derived.shown_to, derived.households
+                "{} (shown to {}, {} households{})",
+                derived.id,
+                derived.shown_to,
+                derived.households,
+                if derived.withdrawn {
+                    "; withdrawn after a change of consent"
+                } else {
+                    ""
+                }
             );
             for sensor in &derived.from {
                 row(["derived", sensor, "", "", "", &detail]);

@@ -52,6 +52,8 @@ pub(crate) struct Parts {
     pub(crate) retention: Option<std::thread::JoinHandle<()>>,
     /// Residents' consent as the twin starts with it.
     pub(crate) consents: polis_twin::Consents,
+    /// Every privacy group formed before, and where they are recorded.
+    pub(crate) past_groups: (polis_twin::PastGroups, std::path::PathBuf),
     /// Where consent changes reach the twin.
     pub(crate) consent_inbox: TwinInbox,
     /// The thread that notices consent changes made by other processes.
@@ -92,6 +94,10 @@ pub(crate) fn open_parts(
         );
     }
     let consents = polis_twin::Consents::new(known.clone());
+    let past_groups = (
+        crate::groups::load(&config.groups_path())?,
+        config.groups_path(),
+    );
     let (consent, consent_inbox) = TwinLink::new(consent_path.clone(), known);
     let residents: Arc<dyn polis_net::ResidentService> = Arc::new(Residents {
         history: config.history_path(),
@@ -99,6 +105,7 @@ pub(crate) fn open_parts(
         audit: audit.clone(),
         consent: consent.clone(),
         consent_path,
+        groups_path: config.groups_path(),
     });
 
     let history = config
@@ -160,6 +167,7 @@ pub(crate) fn open_parts(
         noise: open_noise(config)?,
         retention,
         consents,
+        past_groups,
         consent_inbox,
         consent_watch,
         max_clock_skew_ms: config.limits.max_clock_skew_ms(),

@@ -59,6 +59,7 @@ fn build_app(scene: Scene, parts: Parts, observed: ObservedHandle) -> App {
         interest_budget,
         consents,
         consent_inbox,
+        past_groups: (past_groups, groups_path),
         ..
     } = parts;
     let mut app = App::new();
@@ -78,7 +79,8 @@ fn build_app(scene: Scene, parts: Parts, observed: ObservedHandle) -> App {
     let mut twin = TwinPlugin::new(scene)
         .with_latest(restored)
         .with_privacy(privacy)
-        .with_consents(consents);
+        .with_consents(consents)
+        .with_past_groups(past_groups.clone());
     if let Some(noise) = noise {
         twin = twin.with_public_noise(noise, unix_now_ms());
     }
@@ -94,6 +96,15 @@ fn build_app(scene: Scene, parts: Parts, observed: ObservedHandle) -> App {
         ));
     app.finish();
     app.cleanup();
+    // The groups are on record before any of their values is shown.
+    let mut sensors = app.world_mut().resource_mut::<polis_twin::SensorTable>();
+    if let Err(err) = crate::groups::record(&groups_path, &past_groups, &sensors) {
+        let withdrawn = polis_twin::PastGroups::withdraw_all(&mut sensors);
+        tracing::error!(
+            withdrawn,
+            "{err:#}; no aggregate is shown until the groups can be recorded"
+        );
+    }
     app
 }
 
@@ -132,6 +143,8 @@ pub(crate) fn run_twin(
         wait_for_next_tick(&app, pace, started, stop);
     }
     observed.0.ready.store(false, Ordering::SeqCst);
+    // However the loop ended, the threads that watch `stop` end too.
+    stop.store(true, Ordering::SeqCst);
     shut_down(app);
     // The sources stopped taking messages when the edge began to close;
     // they acknowledge what history committed, then disconnect.

@@ -345,6 +345,8 @@ const NO_QUALITY: u8 = 1;
 /// Set in the state byte of a reading restored at start rather than
 /// received since (aggregates do not take those).
 const RESTORED: u8 = 0x80;
+// Quality codes follow `NO_QUALITY` and must stay clear of the flag.
+const _: () = assert!(NO_QUALITY + 1 + 3 < RESTORED);
 
 fn quality_code(quality: Option<Quality>) -> u8 {
     quality.map_or(NO_QUALITY, |quality| NO_QUALITY + 1 + quality.code())

@@ -10,7 +10,7 @@ use polis_scene::Scene;
 
 use crate::city::{CityTooLarge, SensorTable};
 use crate::components::Audience;
-use crate::privacy::{AggregatesOf, Consents, PrivacyOptions};
+use crate::privacy::{AggregatesOf, Consents, PastGroups, PrivacyOptions};
 use crate::spawn::build_city;
 
 /// An aggregate that includes some of the given sensors.
@@ -91,29 +91,30 @@ fn describe(sensors: &SensorTable, aggregates_of: &AggregatesOf, ids: &[String])
     }
 }
 
-/// What a twin of `scene` with `privacy` and `consents` holds about
-/// `sensors` (ids) when it starts: for answering a resident without a
-/// running server.
+/// What a twin of `scene` with `privacy`, `consents` and the groups
+/// formed before (`past`) holds about `sensors` (ids) when it starts: for
+/// answering a resident without a running server.
 pub fn describe_home(
     scene: &Scene,
     privacy: &PrivacyOptions,
     consents: &Consents,
+    past: &PastGroups,
     sensors: &[String],
 ) -> Result<HomeInTwin, CityTooLarge> {
-    let city = build_city(scene, privacy, consents)?;
+    let city = build_city(scene, privacy, consents, past)?;
     Ok(describe(&city.sensors, &city.aggregates_of, sensors))
 }
 
 /// The aggregates that `sensors` (ids; unknown ones are skipped) feed in a
-/// twin of `scene` with `privacy` and `consents` forms at its start, sorted
-/// by id.
+/// twin of `scene` with `privacy` and `consents` forms at its first start,
+/// sorted by id.
 pub fn aggregates_fed_by(
     scene: &Scene,
     privacy: &PrivacyOptions,
     consents: &Consents,
     sensors: &[String],
 ) -> Result<Vec<DerivedAggregate>, CityTooLarge> {
-    Ok(describe_home(scene, privacy, consents, sensors)?.derived)
+    Ok(describe_home(scene, privacy, consents, &PastGroups::default(), sensors)?.derived)
 }
 
 /// Answers every [`HomeRequested`] from the twin's current tables.

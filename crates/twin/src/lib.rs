@@ -47,7 +47,7 @@ pub use pick::{
     DEFAULT_PICKS_PER_TICK, PendingPicks, PickBudget, PickPlugin, PickRequested, PickResponder,
     PickShapes, PickSystems, asset_collider,
 };
-pub use privacy::{Consents, PrivacyOptions};
+pub use privacy::{Consents, PastGroup, PastGroups, PrivacyOptions};
 pub use spawn::TwinInfo;
 
 /// When the twin's systems run within `Update`, in this order.
@@ -75,6 +75,7 @@ pub struct TwinPlugin {
     restored: std::sync::Mutex<Vec<(String, StoredReading)>>,
     privacy: PrivacyOptions,
     consents: Consents,
+    past: PastGroups,
     /// Differential privacy for public aggregates, and the wall-clock time
     /// (ms since the Unix epoch) the twin starts at.
     noise: Option<(NoiseOptions, i64)>,
@@ -88,6 +89,7 @@ impl TwinPlugin {
             restored: std::sync::Mutex::new(Vec::new()),
             privacy: PrivacyOptions::default(),
             consents: Consents::default(),
+            past: PastGroups::default(),
             noise: None,
         }
     }
@@ -113,6 +115,13 @@ impl TwinPlugin {
         self
     }
 
+    /// Forms no group that differs from one of these, formed by an earlier
+    /// start, by fewer than k households (see the privacy rules).
+    pub fn with_past_groups(mut self, past: PastGroups) -> Self {
+        self.past = past;
+        self
+    }
+
     /// Starts every listed sensor from this latest reading (e.g. restored
     /// from history); ids not in the scene are ignored.
     pub fn with_latest(self, restored: Vec<(String, StoredReading)>) -> Self {
@@ -135,8 +144,8 @@ impl Plugin for TwinPlugin {
             tracing::error!("TwinPlugin built twice; ignoring the second build");
             return;
         };
-        let city =
-            spawn::build_city(&scene, &self.privacy, &self.consents).unwrap_or_else(|error| {
+        let city = spawn::build_city(&scene, &self.privacy, &self.consents, &self.past)
+            .unwrap_or_else(|error| {
                 // Unreachable for scenes a machine can hold in memory (ids
                 // beyond 4 GiB, over 65,536 quantity and unit names): the twin
                 // serves an empty city and says why.

@@ -44,8 +44,18 @@
 //! groups anew by class. At that start no aggregate takes a member's
 //! restored reading: each has a value only once every member has reported
 //! since, so a value of a re-formed group never shares its members'
-//! readings with the last value of the group it replaces, and their
-//! difference isolates no one.
+//! readings with the last value of the group it replaces.
+//!
+//! Groups across starts. Every group a twin forms is recorded
+//! (`<data dir>/groups.json`, before any value is shown). A group formed
+//! at a later start — after a change of consent, of the scene or of k —
+//! must differ from every recorded group it shares a member with by at
+//! least k households (the k of planners when either is a planners'
+//! group): old minus new is then a combination of at least k households,
+//! even for values that barely change between the two (a cumulative
+//! energy register). A group that would differ by fewer is not formed;
+//! its households go up to the next level (block, district) like those of
+//! a building with too few.
 //!
 //! Aggregates are sensors like the others (handles after the scene's), with
 //! an [`Audience`] that keeps each kind of viewer to its own.
@@ -143,7 +153,12 @@ struct Formed {
 /// building, else of one block cell, else of one district cell. Units are
 /// never split, so each group is a union of whole units; units left in a
 /// district with fewer than `k` members form no group.
-fn merge_units(units: Vec<Unit>, k: usize, options: &PrivacyOptions) -> Vec<Formed> {
+fn merge_units(
+    units: Vec<Unit>,
+    k: usize,
+    options: &PrivacyOptions,
+    allowed: &dyn Fn(&[u32]) -> bool,
+) -> Vec<Formed> {
     let mut formed = Vec::new();
     let mut buildings: BTreeMap<u32, Vec<Unit>> = BTreeMap::new();
     let mut left = Vec::new();
@@ -155,7 +170,7 @@ fn merge_units(units: Vec<Unit>, k: usize, options: &PrivacyOptions) -> Vec<Form
     }
     for (asset, units) in buildings {
         let merged = merge(units);
-        if merged.members.len() >= k {
+        if merged.members.len() >= k && allowed(&merged.members) {
             formed.push(Formed {
                 level: "building",
                 key: asset.to_string(),
@@ -172,8 +187,8 @@ fn merge_units(units: Vec<Unit>, k: usize, options: &PrivacyOptions) -> Vec<Form
         }
         for ((x, y), units) in cells {
             let members: usize = units.iter().map(|u| u.members.len()).sum();
-            if members >= k {
-                let mut merged = merge(units);
+            let mut merged = merge(units.clone());
+            if members >= k && allowed(&merged.members) {
                 merged.building = None;
                 formed.push(Formed {
                     level,
@@ -219,6 +234,141 @@ impl Consents {
     }
 }
 
+/// Every group a twin of this data directory has formed before (and so
+/// may have shown), by role and members' sensor ids, from
+/// `<data dir>/groups.json`: a group formed now must not differ from any
+/// of them by fewer than k households (see the module's documentation).
+#[derive(Debug, Clone, Default)]
+pub struct PastGroups {
+    groups: Vec<PastGroup>,
+}
+
+/// One group formed before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastGroup {
+    /// Shown to the public (else to planners).
+    pub public: bool,
+    /// Its members' sensor ids, sorted.
+    pub members: Vec<String>,
+}
+
+impl PastGroups {
+    /// The groups formed before.
+    pub fn new(groups: Vec<PastGroup>) -> Self {
+        Self { groups }
+    }
+
+    /// Every group, in order.
+    pub fn groups(&self) -> &[PastGroup] {
+        &self.groups
+    }
+
+    /// Withdraws every aggregate of `sensors` (no value for anyone): what
+    /// a twin does when it cannot record its groups. Returns how many.
+    pub fn withdraw_all(sensors: &mut SensorTable) -> usize {
+        let mut withdrawn = 0;
+        for handle in (0u32..).take(sensors.len()) {
+            if sensors.withdraw_aggregate(handle) {
+                sensors.set_latest(handle, None);
+                withdrawn += 1;
+            }
+        }
+        withdrawn
+    }
+
+    /// The groups a twin's `sensors` hold now, as they are to be recorded.
+    pub fn formed_in(sensors: &SensorTable) -> Vec<PastGroup> {
+        (0u32..)
+            .take(sensors.len())
+            .filter_map(|handle| {
+                let members = sensors.aggregate_members(handle)?;
+                let mut ids: Vec<String> = members
+                    .iter()
+                    .filter_map(|&m| sensors.id(m).map(str::to_owned))
+                    .collect();
+                ids.sort_unstable();
+                Some(PastGroup {
+                    public: sensors.audience(handle) == Some(Audience::PUBLIC),
+                    members: ids,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Tells whether a group of `members` may be formed for the public (or
+/// planners): whether it differs from every past group it shares a member
+/// with by at least the k of the lower of the two roles (someone holding
+/// both views could subtract one from the other, which leaves a
+/// combination of the households in just one of them).
+struct PastCheck<'a> {
+    past: &'a PastGroups,
+    /// For each scene sensor handle, the past groups holding it.
+    by_handle: HashMap<u32, Vec<usize>>,
+    /// Each past group's members as handles (ids no longer in the scene
+    /// count as members nobody has now).
+    handles: Vec<(Vec<u32>, usize)>,
+    k: usize,
+    k_planner: usize,
+}
+
+impl<'a> PastCheck<'a> {
+    fn new(sensors: &SensorTable, past: &'a PastGroups, k: usize, k_planner: usize) -> Self {
+        let mut by_handle: HashMap<u32, Vec<usize>> = HashMap::new();
+        let mut handles = Vec::with_capacity(past.groups.len());
+        for (index, group) in past.groups.iter().enumerate() {
+            let mut known: Vec<u32> = group
+                .members
+                .iter()
+                .filter_map(|id| sensors.by_id(id))
+                .collect();
+            known.sort_unstable();
+            known.dedup();
+            for &handle in &known {
+                by_handle.entry(handle).or_default().push(index);
+            }
+            let gone = group.members.len().saturating_sub(known.len());
+            handles.push((known, gone));
+        }
+        Self {
+            past,
+            by_handle,
+            handles,
+            k,
+            k_planner,
+        }
+    }
+
+    fn allows(&self, public: bool, members: &[u32]) -> bool {
+        let mut seen: Vec<usize> = members
+            .iter()
+            .filter_map(|m| self.by_handle.get(m))
+            .flatten()
+            .copied()
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.into_iter().all(|index| {
+            let (Some((old, gone)), Some(group)) =
+                (self.handles.get(index), self.past.groups.get(index))
+            else {
+                return true;
+            };
+            let shared = old
+                .iter()
+                .filter(|h| members.binary_search(h).is_ok())
+                .count();
+            let differ = (old.len() - shared) + gone + (members.len() - shared);
+            let k = if public && group.public {
+                self.k
+            } else {
+                self.k_planner
+            };
+            differ == 0 || differ >= k
+        })
+    }
+}
+
 /// The suffix that keeps the groups of one consent class apart from the
 /// others' in the same building or cell (none for the default class, whose
 /// ids stay as they always were).
@@ -239,9 +389,13 @@ pub(crate) fn plan_groups(
     sensors: &SensorTable,
     options: &PrivacyOptions,
     consents: &Consents,
+    past: &PastGroups,
 ) -> Vec<GroupSpec> {
     let k = options.k.max(2);
     let k_planner = options.k_planner.clamp(2, k);
+    let check = PastCheck::new(sensors, past, k, k_planner);
+    let for_planners = |members: &[u32]| check.allows(false, members);
+    let for_public = |members: &[u32]| check.allows(true, members);
     // Households are grouped only with households of the same consent
     // class: a group mixing classes would let a role it is shown to
     // subtract its way to a household that refused that role.
@@ -268,7 +422,7 @@ pub(crate) fn plan_groups(
         // class is shown to planners too; otherwise they are made of
         // single households, and planners see nothing smaller within them.
         let public_units = if planners {
-            let planner = merge_units(households, k_planner, options);
+            let planner = merge_units(households, k_planner, options, &for_planners);
             let units: Vec<Unit> = planner.iter().map(|f| f.unit.clone()).collect();
             for Formed { level, key, unit } in planner {
                 // Planners' building aggregates keep the ids they always had.
@@ -286,7 +440,7 @@ pub(crate) fn plan_groups(
         if !public {
             continue;
         }
-        for Formed { level, key, unit } in merge_units(public_units, k, options) {
+        for Formed { level, key, unit } in merge_units(public_units, k, options, &for_public) {
             groups.push(GroupSpec {
                 id: format!("agg-public-{level}-{key}-{quantity}{suffix}"),
                 asset: unit.building,
@@ -400,6 +554,8 @@ pub(crate) fn withdraw_aggregates(
             };
             for &aggregate in aggregates_of.of(handle) {
                 if sensors.withdraw_aggregate(aggregate) {
+                    // No value from now on, before anyone asks again.
+                    sensors.set_latest(aggregate, None);
                     dirty.0.push(aggregate);
                     withdrawn += 1;
                 }

@@ -11,7 +11,7 @@ use crate::components::{Audience, StoredReading};
 use crate::index::{IndexedItem, SpatialIndex};
 use crate::pick::is_vehicle;
 use crate::privacy::{
-    AggregatesOf, Consents, DirtyAggregates, PrivacyOptions, add_groups, plan_groups,
+    AggregatesOf, Consents, DirtyAggregates, PastGroups, PrivacyOptions, add_groups, plan_groups,
 };
 
 /// What the twin serves: the scene's name and georeference.
@@ -104,6 +104,7 @@ pub(crate) fn build_city(
     scene: &Scene,
     privacy: &PrivacyOptions,
     consents: &Consents,
+    past: &PastGroups,
 ) -> Result<City, CityTooLarge> {
     let coords = scene
         .assets
@@ -172,7 +173,7 @@ pub(crate) fn build_city(
         let point = position(handle);
         index_items.push(IndexedItem::sensor(handle, point, point));
     }
-    let groups = plan_groups(&sensors, privacy, consents);
+    let groups = plan_groups(&sensors, privacy, consents, past);
     let (aggregates_of, dirty, aggregate_items) = add_groups(&mut sensors, groups)?;
     index_items.extend(aggregate_items);
     assets.shrink_to_fit();

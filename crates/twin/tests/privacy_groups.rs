@@ -448,6 +448,10 @@ fn public_aggregates_get_one_noisy_release_per_slot_and_others_stay_exact() {
 }
 
 fn app_with(consents: Consents, restored: Vec<(String, StoredReading)>) -> App {
+    app_after(consents, restored, PastGroups::default())
+}
+
+fn app_after(consents: Consents, restored: Vec<(String, StoredReading)>, past: PastGroups) -> App {
     let mut app = App::new();
     app.add_plugins(
         TwinPlugin::new(scene())
@@ -458,10 +462,89 @@ fn app_with(consents: Consents, restored: Vec<(String, StoredReading)>) -> App {
                 district_m: 1_000.0,
             })
             .with_consents(consents)
+            .with_past_groups(past)
             .with_latest(restored),
     );
     app.update();
     app
+}
+
+/// Every public group is a union of whole planner groups (when its
+/// households are shown to planners at all).
+fn assert_public_groups_are_unions_of_planner_groups(app: &App) {
+    let groups = aggregates(app);
+    let planner: Vec<&BTreeSet<u32>> = groups
+        .values()
+        .filter(|(a, _)| *a == Audience::PLANNERS)
+        .map(|(_, m)| m)
+        .collect();
+    for (id, (audience, members)) in &groups {
+        if *audience != Audience::PUBLIC {
+            continue;
+        }
+        for p in &planner {
+            assert!(
+                p.is_disjoint(members) || p.is_subset(members),
+                "{id} splits a planner group"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_group_formed_at_a_later_start_never_differs_from_an_earlier_one_by_fewer_than_k() {
+    // First start: everyone consents; its groups are recorded.
+    let first = app_with(Consents::default(), Vec::new());
+    let past = PastGroups::new(PastGroups::formed_in(
+        first.world().resource::<SensorTable>(),
+    ));
+    assert!(!past.groups().is_empty());
+    // One of b5's five homes then refuses every aggregate. b5's planners'
+    // group of four would differ from the recorded one by one home; so
+    // would its block's and district's: its homes are in no group now.
+    let none = Consent {
+        planners: false,
+        public: false,
+    };
+    let consents = Consents::new([("meter-b5-0".to_owned(), none)]);
+    let second = app_after(consents, Vec::new(), past.clone());
+    let sensors = second.world().resource::<SensorTable>();
+    let now = PastGroups::formed_in(sensors);
+    for new in &now {
+        for old in past.groups() {
+            let (new_set, old_set): (BTreeSet<&String>, BTreeSet<&String>) =
+                (new.members.iter().collect(), old.members.iter().collect());
+            if new_set.is_disjoint(&old_set) {
+                continue;
+            }
+            let differ = new_set.symmetric_difference(&old_set).count();
+            let k = if new.public && old.public {
+                K
+            } else {
+                K_PLANNER
+            };
+            assert!(
+                differ == 0 || differ >= k,
+                "{:?} differs from {:?} by {differ}",
+                new.members,
+                old.members
+            );
+        }
+    }
+    let b5_homes = meters_of("b5", 5);
+    assert!(
+        now.iter()
+            .all(|g| g.members.iter().all(|m| !b5_homes.contains(m))),
+        "{now:?}"
+    );
+    // Every other group is formed as before.
+    let others: Vec<&PastGroup> = past
+        .groups()
+        .iter()
+        .filter(|g| g.members.iter().all(|m| !b5_homes.contains(m)))
+        .collect();
+    assert_eq!(others.len(), now.len());
+    assert_public_groups_are_unions_of_planner_groups(&second);
 }
 
 fn meters_of(building: &str, count: usize) -> Vec<String> {
@@ -488,6 +571,7 @@ fn households_are_grouped_only_with_households_that_consent_alike() {
             .chain(meters_of("b5", 5).into_iter().map(|id| (id, no_planners))),
     );
     let app = app_with(consents.clone(), Vec::new());
+    assert_public_groups_are_unions_of_planner_groups(&app);
     let sensors = app.world().resource::<SensorTable>();
     let groups = aggregates(&app);
     let consent_of = |handle: u32| consents.of(sensors.id(handle).expect("member id"));

@@ -55,6 +55,10 @@ pub(super) async fn serve_viewer(
     let limits = context.limits;
     let mut subscriptions_allowed =
         TokenBucket::new(limits.max_subscriptions_per_second, 10.0, Instant::now());
+    // An export reads all of a home's history: a burst of requests (an
+    // app's consent screen, an export), then one a second.
+    let mut resident_allowed =
+        TokenBucket::new(RESIDENT_REQUESTS_PER_SECOND, RESIDENT_BURST, Instant::now());
     let mut picks_allowed = TokenBucket::new(
         limits.max_picks_per_second,
         limits.max_picks_per_second.max(1.0),
@@ -110,11 +114,21 @@ pub(super) async fn serve_viewer(
                 }
                 ClientToServer::Resident(request) => {
                     // One request at a time per viewer, like history
-                    // queries; an export's parts wait for room in the
-                    // writer's queue, so it never holds more than a part.
+                    // queries; an export's parts are made one at a time as
+                    // the writer's queue takes them.
                     let id = request.request;
                     let mut sent = true;
-                    let answer = answer_resident(context, grant, request).await;
+                    let answer = if resident_allowed.take(1.0, Instant::now()) {
+                        answer_resident(context, grant, request).await
+                    } else {
+                        Err(ProtocolError {
+                            code: ErrorCode::RateLimited,
+                            detail: format!(
+                                "resident request {id} not answered: more than \
+                                 {RESIDENT_REQUESTS_PER_SECOND} a second"
+                            ),
+                        })
+                    };
                     for reply in resident_frames(id, answer) {
                         if replies_tx.send(reply).await.is_err() {
                             sent = false;
@@ -259,6 +273,12 @@ async fn answer_history(
         }),
     }
 }
+
+/// Residents' requests answered per second and connection, after a burst
+/// of [`RESIDENT_BURST`].
+const RESIDENT_REQUESTS_PER_SECOND: f64 = 1.0;
+/// Residents' requests answered at once before the rate applies.
+const RESIDENT_BURST: f64 = 8.0;
 
 /// Bytes of an export per frame, well inside a frame's limit.
 const EXPORT_PART_BYTES: usize = 256 * 1024;

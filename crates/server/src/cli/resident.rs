@@ -115,18 +115,21 @@ pub(crate) fn run(command: ResidentCommand) -> anyhow::Result<ExitCode> {
         ResidentCommand::Export { whose, csv, out } => {
             let (config, sensors, who) = resolve(&whose)?;
             let scene = crate::load_scene(config.scene.as_deref())?;
-            let (history, audit, consent) = (
+            let (history, audit, consent, groups) = (
                 config.history_path(),
                 config.audit_path(),
                 config.consent_path(),
+                config.groups_path(),
             );
             let files = DataFiles {
                 history: &history,
                 audit: &audit,
                 consent: &consent,
+                groups: &groups,
             };
             let home = home_in_scene(&files, &scene, &config.privacy_options(), &sensors)?;
-            let exported = export(&files, &home, &sensors, &who)?;
+            let audit_log = crate::audit::AuditLog::open(&audit)?;
+            let exported = export(&files, &audit_log, &home, &sensors, &who)?;
             let text = if csv {
                 exported.to_csv()
             } else {
@@ -154,17 +157,20 @@ pub(crate) fn run(command: ResidentCommand) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .map(|t| parse_time_ms("--before", t))
                 .transpose()?;
-            let (history, audit, consent) = (
+            let (history, audit, consent, groups) = (
                 config.history_path(),
                 config.audit_path(),
                 config.consent_path(),
+                config.groups_path(),
             );
             let files = DataFiles {
                 history: &history,
                 audit: &audit,
                 consent: &consent,
+                groups: &groups,
             };
-            let deleted = erase(&files, &sensors, before_ms, &who)?;
+            let audit_log = crate::audit::AuditLog::open(&audit)?;
+            let deleted = erase(&files, &audit_log, &sensors, before_ms, &who)?;
             eprintln!(
                 "erased {deleted} recorded readings of {} sensors",
                 sensors.len()

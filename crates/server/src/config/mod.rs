@@ -419,6 +419,12 @@ impl Config {
         self.data_dir.join(&self.history.file)
     }
 
+    /// The record of every privacy group formed (`groups.json` in the data
+    /// directory).
+    pub fn groups_path(&self) -> PathBuf {
+        self.data_dir.join("groups.json")
+    }
+
     /// Residents' consent (`consent.json` in the data directory).
     pub fn consent_path(&self) -> PathBuf {
         self.data_dir.join("consent.json")
