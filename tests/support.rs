@@ -74,6 +74,11 @@ impl TestServer {
                 enabled: true,
                 listen: "127.0.0.1:0".parse().expect("address"),
             },
+            ngsi_ld: polis_server::NgsiLdConfig {
+                enabled: true,
+                listen: "127.0.0.1:0".parse().expect("address"),
+                max_page: 100,
+            },
             tokens: vec![
                 TokenEntry::with_secret(Access::Gateway, None, GATEWAY_TOKEN),
                 TokenEntry::with_secret(Access::Planner, Some("planning-office"), PLANNER_TOKEN),

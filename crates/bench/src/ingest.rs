@@ -168,6 +168,10 @@ pub(crate) fn run(mut args: IngestArgs, cores: Cores) -> anyhow::Result<ExitCode
             enabled: false,
             ..Http::default()
         },
+        ngsi_ld: polis_server::NgsiLdConfig {
+            enabled: false,
+            ..polis_server::NgsiLdConfig::default()
+        },
         history: HistoryConfig {
             enabled: !args.no_history,
             ..HistoryConfig::default()

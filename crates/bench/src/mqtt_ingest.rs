@@ -169,6 +169,10 @@ pub(crate) fn run(mut args: MqttIngestArgs, cores: Cores) -> anyhow::Result<Exit
             enabled: false,
             ..Http::default()
         },
+        ngsi_ld: polis_server::NgsiLdConfig {
+            enabled: false,
+            ..polis_server::NgsiLdConfig::default()
+        },
         history: HistoryConfig::default(),
         mqtt: vec![MqttSourceConfig {
             name: "bench".into(),

@@ -75,6 +75,15 @@ impl HttpEndpoint {
     /// Dropping the endpoint stops accepting and gives the answers under way
     /// up to a second to finish before the thread ends.
     pub fn serve(listen: SocketAddr, router: Router) -> anyhow::Result<HttpEndpoint> {
+        HttpEndpoint::serve_named(listen, router, "polis-http")
+    }
+
+    /// [`HttpEndpoint::serve`] on a thread named `thread_name`.
+    pub(crate) fn serve_named(
+        listen: SocketAddr,
+        router: Router,
+        thread_name: &str,
+    ) -> anyhow::Result<HttpEndpoint> {
         let listener = std::net::TcpListener::bind(listen)
             .with_context(|| format!("cannot listen for HTTP on {listen}"))?;
         listener.set_nonblocking(true)?;
@@ -85,7 +94,7 @@ impl HttpEndpoint {
             .enable_all()
             .build()?;
         let thread = std::thread::Builder::new()
-            .name("polis-http".into())
+            .name(thread_name.into())
             .spawn(move || {
                 runtime.block_on(async move {
                     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {

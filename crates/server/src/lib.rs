@@ -14,6 +14,7 @@ mod http;
 mod memory;
 mod metrics;
 mod mqtt;
+mod ngsild;
 mod playback;
 pub mod resident;
 mod server;
@@ -27,7 +28,8 @@ pub use config::{
     Config, ConfigError, ConfigProblem, DEFAULT_DATA_DIR, DEFAULT_HTTP_LISTEN, DEFAULT_LISTEN,
     DEFAULT_MAX_CLOCK_SKEW_SECS, DEFAULT_MAX_TICK_HZ, DEFAULT_MQTT_MAX_PAYLOAD_BYTES,
     DEFAULT_TICK_HZ, ENV_KEYS, HistoryConfig, Http, Limits, MqttSourceConfig, MqttSubscribeConfig,
-    MqttVersion, PayloadFormat, PrivacyConfig, SyncMode, TimeFormatName, TokenEntry, env_var_for,
+    MqttVersion, NgsiLdConfig, PayloadFormat, PrivacyConfig, SyncMode, TimeFormatName, TokenEntry,
+    env_var_for,
 };
 pub use http::HttpEndpoint;
 pub use memory::release_freed_memory;

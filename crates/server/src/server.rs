@@ -60,6 +60,7 @@ pub struct RunningServer {
     started: ServerStarted,
     observed: Arc<Observed>,
     http: Option<HttpEndpoint>,
+    ngsi: Option<HttpEndpoint>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -83,6 +84,11 @@ impl RunningServer {
     /// Address of the HTTP endpoint, if enabled.
     pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
         self.http.as_ref().map(HttpEndpoint::local_addr)
+    }
+
+    /// Address of the NGSI-LD API, if enabled.
+    pub fn ngsi_addr(&self) -> Option<std::net::SocketAddr> {
+        self.ngsi.as_ref().map(HttpEndpoint::local_addr)
     }
 
     /// A flag that stops the server when set (e.g. from a signal handler).
@@ -110,6 +116,7 @@ impl RunningServer {
             let _ = thread.join();
         }
         self.observed.ready.store(false, Ordering::SeqCst);
+        self.ngsi.take();
         self.http.take();
     }
 }
@@ -165,8 +172,22 @@ pub fn start_with(
     }
     let pace = TickPace::new(config.tick_hz, config.max_tick_hz)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let parts = open_parts(config, &scene, &observed, &stop)?;
+    let mut parts = open_parts(config, &scene, &observed, &stop)?;
     let started = parts.started.clone();
+    let ngsi = if config.ngsi_ld.enabled {
+        let shared = crate::ngsild::NgsiShared::default();
+        let endpoint = crate::ngsild::start(
+            config.ngsi_ld.listen,
+            config.ngsi_ld.max_page,
+            &shared,
+            Arc::clone(&parts.tokens),
+            parts.audit.clone(),
+        )?;
+        parts.ngsi = Some(shared);
+        Some(endpoint)
+    } else {
+        None
+    };
     let thread_stop = Arc::clone(&stop);
     let thread_observed = ObservedHandle(Arc::clone(&observed));
     let thread = std::thread::Builder::new()
@@ -177,6 +198,7 @@ pub fn start_with(
         started,
         observed,
         http,
+        ngsi,
         stop,
         thread: Some(thread),
     })

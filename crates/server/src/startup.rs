@@ -44,6 +44,10 @@ pub(crate) struct Parts {
     pub(crate) playback: Option<Playback>,
     /// Where accesses to raw personal data are recorded.
     pub(crate) audit: AuditLog,
+    /// What each token grants (the network edge and the NGSI-LD API).
+    pub(crate) tokens: Arc<dyn polis_net::TokenDirectory>,
+    /// The NGSI-LD API's view of the twin, when the API is on.
+    pub(crate) ngsi: Option<crate::ngsild::NgsiShared>,
     /// The privacy rules the twin's aggregates follow.
     pub(crate) privacy: PrivacyOptions,
     /// Differential privacy for public aggregates, if on.
@@ -127,7 +131,15 @@ pub(crate) fn open_parts(
         identity.fingerprint_sha256(),
         identity.created,
     );
-    let net = open_net(config, scene, identity, table, queries, residents)?;
+    let tokens: Arc<TokenTable> = Arc::new(table);
+    let net = open_net(
+        config,
+        scene,
+        identity,
+        Arc::clone(&tokens) as _,
+        queries,
+        residents,
+    )?;
     let _ = observed.net.set(Arc::clone(net.stats()));
     let mqtt = crate::mqtt::open_mqtt(config, scene, net.ingest_port())?;
     if let Some(mqtt) = &mqtt {
@@ -163,6 +175,8 @@ pub(crate) fn open_parts(
         restored,
         playback,
         audit,
+        tokens,
+        ngsi: None,
         privacy: config.privacy_options(),
         noise: open_noise(config)?,
         retention,
@@ -297,14 +311,14 @@ fn open_net(
     config: &Config,
     scene: &Scene,
     identity: ServerIdentity,
-    tokens: TokenTable,
+    tokens: Arc<dyn polis_net::TokenDirectory>,
     history: Option<Arc<dyn HistoryService>>,
     residents: Arc<dyn polis_net::ResidentService>,
 ) -> anyhow::Result<NetServer> {
     Ok(NetServer::start(NetServerConfig {
         listen: config.listen,
         identity,
-        tokens: Arc::new(tokens),
+        tokens,
         info: ServerInfo {
             server: format!("polis/{}", env!("CARGO_PKG_VERSION")),
             scene_name: scene.name.clone(),

@@ -16,6 +16,7 @@ use crate::audit::AuditPlugin;
 use crate::bridge::{NetBridgePlugin, NetLink};
 use crate::consent::ConsentPlugin;
 use crate::metrics::{MetricsPlugin, ObservedHandle};
+use crate::ngsild::NgsiPlugin;
 use crate::playback::PlaybackPlugin;
 use crate::startup::{Parts, unix_now_ms};
 
@@ -60,6 +61,7 @@ fn build_app(scene: Scene, parts: Parts, observed: ObservedHandle) -> App {
         consents,
         consent_inbox,
         past_groups: (past_groups, groups_path),
+        ngsi,
         ..
     } = parts;
     let mut app = App::new();
@@ -75,6 +77,9 @@ fn build_app(scene: Scene, parts: Parts, observed: ObservedHandle) -> App {
         .insert_resource(consent_inbox);
     if let Some(playback) = playback {
         app.insert_resource(playback);
+    }
+    if let Some(ngsi) = ngsi {
+        app.insert_resource(ngsi);
     }
     let mut twin = TwinPlugin::new(scene)
         .with_latest(restored)
@@ -92,6 +97,7 @@ fn build_app(scene: Scene, parts: Parts, observed: ObservedHandle) -> App {
             PlaybackPlugin,
             AuditPlugin,
             ConsentPlugin,
+            NgsiPlugin,
             MetricsPlugin,
         ));
     app.finish();

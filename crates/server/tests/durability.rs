@@ -38,6 +38,7 @@ fn serve(data: &Path, port: u16) -> Child {
             concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenes/tiny.json"),
         ])
         .env("POLIS_HTTP_ENABLED", "false")
+        .env("POLIS_NGSI_LD_ENABLED", "false")
         // The readings are from January; keep personal ones past 30 days.
         .env("POLIS_HISTORY_PERSONAL_RAW_MAX_AGE_HOURS", "0")
         .stdout(Stdio::piped())

@@ -127,6 +127,7 @@ async fn sigkilled_again_and_again_polis_keeps_every_acknowledged_reading_exactl
              data_dir = \"{data}\"\n\
              scene = \"{scene}\"\n\
              [http]\nenabled = false\n\
+             [ngsi_ld]\nenabled = false\n\
              [[mqtt]]\nname = \"city\"\nurl = \"{url}\"\nversion = 5\nmax_in_flight = 16\n\
              [[mqtt.subscribe]]\nfilter = \"city/#\"\nformat = \"senml\"\n",
             udp = free_port(),
@@ -253,7 +254,8 @@ fn the_readme_section_on_real_sensors_works_as_written() {
     std::fs::write(
         dir.path().join("polis.toml"),
         format!(
-            "listen = \"127.0.0.1:{polis_port}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n\n{toml}",
+            "listen = \"127.0.0.1:{polis_port}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n\
+             [ngsi_ld]\nenabled = false\n\n{toml}",
             free_port()
         ),
     )
@@ -320,6 +322,7 @@ fn polis_replay_drives_the_demo_through_a_broker() {
              data_dir = \"{data}\"\n\
              scene = \"{scene}\"\n\
              [http]\nenabled = false\n\
+             [ngsi_ld]\nenabled = false\n\
              [[mqtt]]\nname = \"demo\"\nurl = \"{url}\"\n\
              [[mqtt.subscribe]]\nfilter = \"polis/#\"\nformat = \"json\"\n\
              sensor_pointer = \"/sensor\"\nvalue_pointer = \"/value\"\n\

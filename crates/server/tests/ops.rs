@@ -58,6 +58,10 @@ fn metrics_count_exactly_what_was_pushed() {
             enabled: true,
             listen: "127.0.0.1:0".parse().expect("address"),
         },
+        ngsi_ld: polis_server::NgsiLdConfig {
+            enabled: false,
+            ..polis_server::NgsiLdConfig::default()
+        },
         tokens: vec![TokenEntry::with_secret(
             polis_protocol::Access::Gateway,
             None,
@@ -168,6 +172,7 @@ fn readyz_is_not_ready_until_the_scene_is_loaded() {
         .arg("--scene")
         .arg(&fifo)
         .env("POLIS_HTTP_LISTEN", http.to_string())
+        .env("POLIS_NGSI_LD_ENABLED", "false")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

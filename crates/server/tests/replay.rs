@@ -41,6 +41,7 @@ fn a_replayed_day_over_kamppi_looks_like_a_real_one() {
             "2026-06-21T00:00:00Z",
         ])
         .env("POLIS_HTTP_ENABLED", "false")
+        .env("POLIS_NGSI_LD_ENABLED", "false")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -37,9 +37,18 @@ pub struct DeviceTimeLimit {
     pub newest_ms: i64,
 }
 
-/// Handles of sensors whose latest value changed this tick, in order.
+/// Handles of sensors whose latest value changed this tick (a value that
+/// went away included), in order, from the end of `TwinSystems::Apply`
+/// until publishing takes them in `TwinSystems::Publish`.
 #[derive(Resource, Debug, Default)]
-pub(crate) struct ChangedSensors(pub(crate) Vec<u32>);
+pub struct ChangedSensors(pub(crate) Vec<u32>);
+
+impl ChangedSensors {
+    /// The handles (a handle may appear more than once).
+    pub fn handles(&self) -> &[u32] {
+        &self.0
+    }
+}
 
 /// Decides what a reading does to a sensor whose latest reading is `latest`,
 /// when device times up to `newest_ms` are accepted: `None` means accepted
@@ -193,9 +202,7 @@ fn refresh_aggregates(
         };
         if sensors.latest(handle) != value {
             sensors.set_latest(handle, value);
-            if value.is_some() {
-                changed.0.push(handle);
-            }
+            changed.0.push(handle);
         }
     }
 }

@@ -30,7 +30,7 @@ mod spawn;
 use bevy::prelude::*;
 use polis_scene::Scene;
 
-pub use apply::{DeviceTimeLimit, IngestCounters, classify_reading};
+pub use apply::{ChangedSensors, DeviceTimeLimit, IngestCounters, classify_reading};
 pub use budget::{InterestBudget, TwinClock};
 pub use city::{AssetTable, CityTooLarge, SensorTable};
 pub use components::{Audience, StoredReading, Travel, ViewerState};

@@ -65,6 +65,7 @@ use std::collections::{BTreeMap, HashMap};
 use bevy::prelude::*;
 use polis_protocol::Consent;
 
+use crate::apply::ChangedSensors;
 use crate::city::{AggregateRule, CityTooLarge, Flat, NewAggregate, SensorTable};
 use crate::components::{Audience, StoredReading};
 use crate::index::IndexedItem;
@@ -545,6 +546,7 @@ pub(crate) fn withdraw_aggregates(
     mut sensors: ResMut<SensorTable>,
     aggregates_of: Res<AggregatesOf>,
     mut dirty: ResMut<DirtyAggregates>,
+    mut changed: ResMut<ChangedSensors>,
 ) {
     for change in changes.read() {
         let mut withdrawn = 0usize;
@@ -556,6 +558,7 @@ pub(crate) fn withdraw_aggregates(
                 if sensors.withdraw_aggregate(aggregate) {
                     // No value from now on, before anyone asks again.
                     sensors.set_latest(aggregate, None);
+                    changed.0.push(aggregate);
                     dirty.0.push(aggregate);
                     withdrawn += 1;
                 }

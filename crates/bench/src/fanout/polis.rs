@@ -65,6 +65,10 @@ impl Polis {
                 enabled: false,
                 ..Http::default()
             },
+            ngsi_ld: polis_server::NgsiLdConfig {
+                enabled: false,
+                ..polis_server::NgsiLdConfig::default()
+            },
             limits,
             tick_hz,
             max_tick_hz: args.max_tick_hz.unwrap_or(DEFAULT_MAX_TICK_HZ).max(tick_hz),

@@ -144,6 +144,7 @@ impl Config {
                 4_096,
                 max_frame,
             ),
+            Range::integer("ngsi_ld.max_page", self.ngsi_ld.max_page, 1, 10_000),
             Range::integer(
                 "limits.max_connections_per_token",
                 limits.max_connections_per_token,
@@ -340,6 +341,21 @@ impl Config {
             // Different protocols (TCP vs UDP) could share it, but it is
             // almost always a typo.
             problem("http.listen", "uses the same address as `listen`");
+        }
+        if self.ngsi_ld.enabled {
+            if !self.ngsi_ld.listen.ip().is_loopback() {
+                problem(
+                    "ngsi_ld.listen",
+                    "must be a loopback address: the NGSI-LD API is plain HTTP; put a \
+                     TLS reverse proxy in front to reach it from other hosts",
+                );
+            }
+            let same = |other: std::net::SocketAddr| {
+                self.ngsi_ld.listen.port() != 0 && other == self.ngsi_ld.listen
+            };
+            if self.http.enabled && same(self.http.listen) {
+                problem("ngsi_ld.listen", "uses the same address as `http.listen`");
+            }
         }
         problems.extend(super::mqtt::problems(self));
         problems

@@ -10,7 +10,7 @@ use super::{Config, ConfigError};
 /// Settings that may come from the environment, as dotted keys; the variable
 /// is `POLIS_` followed by the key in upper case with `.` as `_`
 /// (`limits.gateway_window` → `POLIS_LIMITS_GATEWAY_WINDOW`).
-pub const ENV_KEYS: [&str; 18] = [
+pub const ENV_KEYS: [&str; 20] = [
     "listen",
     "data_dir",
     "scene",
@@ -18,6 +18,8 @@ pub const ENV_KEYS: [&str; 18] = [
     "max_tick_hz",
     "http.enabled",
     "http.listen",
+    "ngsi_ld.enabled",
+    "ngsi_ld.listen",
     "limits.max_connections",
     "limits.event_capacity",
     "limits.max_events_per_tick",

@@ -254,6 +254,30 @@ impl Default for Http {
     }
 }
 
+/// The NGSI-LD API (ETSI GS CIM 009): the twin's entities over HTTP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NgsiLdConfig {
+    /// Whether to serve it.
+    pub enabled: bool,
+    /// TCP address; a loopback address (the API is served as plain HTTP,
+    /// for local use and a reverse proxy with TLS in front).
+    pub listen: SocketAddr,
+    /// Most entities in one page of a query (`limit` beyond it is
+    /// `TooManyResults`).
+    pub max_page: usize,
+}
+
+impl Default for NgsiLdConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 1026)),
+            max_page: 1_000,
+        }
+    }
+}
+
 /// The durable history of readings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -362,6 +386,8 @@ pub struct Config {
     pub tls_names: Vec<String>,
     /// Health and metrics endpoint.
     pub http: Http,
+    /// The NGSI-LD API.
+    pub ngsi_ld: NgsiLdConfig,
     /// Durable history of readings.
     pub history: HistoryConfig,
     /// Aggregation of personal data.
@@ -391,6 +417,7 @@ impl Default for Config {
             max_tick_hz: DEFAULT_MAX_TICK_HZ,
             tls_names: Vec::new(),
             http: Http::default(),
+            ngsi_ld: NgsiLdConfig::default(),
             history: HistoryConfig::default(),
             privacy: PrivacyConfig::default(),
             limits: Limits::default(),

@@ -18,6 +18,9 @@ fn the_example_file_is_valid_and_states_the_defaults() {
     assert_eq!(example.scene, defaults.scene);
     assert_eq!(example.http.listen, defaults.http.listen);
     assert_eq!(example.http.enabled, defaults.http.enabled);
+    assert_eq!(example.ngsi_ld.enabled, defaults.ngsi_ld.enabled);
+    assert_eq!(example.ngsi_ld.listen, defaults.ngsi_ld.listen);
+    assert_eq!(example.ngsi_ld.max_page, defaults.ngsi_ld.max_page);
     assert!(example.tokens.is_empty());
     let (e, d) = (&example.limits, &defaults.limits);
     assert_eq!(
