@@ -376,14 +376,7 @@ fn classify(token: &str, uri_allowed: bool) -> Result<Val, NgsiError> {
             return Ok(Val::Time(time));
         }
     }
-    let scheme = token.split_once(':').is_some_and(|(scheme, rest)| {
-        !rest.is_empty()
-            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-            && scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-    });
-    if uri_allowed && scheme {
+    if uri_allowed && crate::query::is_uri(token) {
         return Ok(Val::Uri(token.to_owned()));
     }
     Err(bad(format!(
